@@ -1,0 +1,86 @@
+"""Assemble the studio: one Blocks, one tab per module, one shared model cache, cross-tab buttons.
+
+Building the UI loads no model: models load lazily, through the cache, when a tab first needs one.
+"""
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from pipelines.cache import ModelCache
+from pipelines.runtime import Runtime
+from pipelines.settings import ASSETS_DIR, AppConfig
+
+from . import face_tab, image_tab, models_tab, text_tab, twin_tab, voice_tab
+from .common import StudioContext, TabHandles
+from .i18n import t, translations
+
+# (tab id, label key, module) in the order users see them
+TABS = (
+    ("text", "tab.text", text_tab),
+    ("face", "tab.face", face_tab),
+    ("image", "tab.image", image_tab),
+    ("voice", "tab.voice", voice_tab),
+    ("twin", "tab.twin", twin_tab),
+    ("models", "tab.models", models_tab),
+)
+
+CSS = (ASSETS_DIR / "studio.css").read_text(encoding="utf-8") if (ASSETS_DIR / "studio.css").is_file() else ""
+
+
+def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
+    config.ensure_dirs()
+    ctx = StudioContext(config=config, runtime=Runtime.from_config(config, cache))
+    handles: dict[str, TabHandles] = {}
+    with gr.Blocks(title="AIGC Digital-Twin Studio", analytics_enabled=False) as demo:
+        gr.Markdown(t("app.title"), elem_id="studio-title")
+        gr.Markdown(t("app.subtitle"))
+        with gr.Tabs() as tabs:
+            for tab_id, label, module in TABS:
+                with gr.Tab(t(label), id=tab_id) as tab:
+                    handles[tab_id] = module.build_tab(ctx)
+                if handles[tab_id].on_open:
+                    handler, outputs = handles[tab_id].on_open
+                    tab.select(handler, None, outputs, queue=False)
+        gr.Markdown(t("app.language_hint"), elem_classes=["footnote"])
+        _wire_cross_tab(handles, tabs)
+    demo.studio_context = ctx  # for tests and benchmarks: the cache this app uses
+    return demo
+
+
+def _wire_cross_tab(handles: dict[str, TabHandles], tabs: gr.Tabs) -> None:
+    """"Use as twin photo"-style buttons: copy a value into the wizard and open its tab."""
+    twin = handles["twin"]
+    for h in handles.values():
+        for button, source, target in ((h.send_photo, h.photo_source, twin.photo_target),
+                                       (h.send_audio, h.audio_source, twin.audio_target),
+                                       (h.send_script, h.script_source, twin.script_target)):
+            if button is not None and source is not None and target is not None:
+                button.click(lambda value: (value, gr.Tabs(selected="twin")), source, [target, tabs])
+
+
+def launch_kwargs(config: AppConfig) -> dict:
+    """Server options: what may be served, upload limits, auth, language."""
+    return dict(
+        server_name=config.host,
+        server_port=config.port,
+        share=config.share,
+        auth=config.auth,
+        max_file_size=f"{config.max_upload_mb}mb",
+        # Only our outputs and assets may be fetched; models/ and everything else stay private.
+        allowed_paths=[str(config.outputs_dir), str(ASSETS_DIR)],
+        blocked_paths=[str(config.models_dir)],
+        i18n=translations(),
+        css=CSS,
+        show_error=True,
+    )
+
+
+def queue_kwargs(config: AppConfig) -> dict:
+    # Light events (lists, metadata) run many at once; heavy ones share the "accelerator" id.
+    return dict(default_concurrency_limit=4, max_size=64)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

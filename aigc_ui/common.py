@@ -1,0 +1,182 @@
+"""What every tab gets from the app (StudioContext) and gives back to it (TabHandles), plus the
+shared habits of handlers: friendly errors, Stop, progress, and the accelerator queue."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from pipelines.cache import ModelCache
+from pipelines.catalog import Catalog
+from pipelines.errors import Stopped, UserError
+from pipelines.jobs import ProgressFn, StopToken
+from pipelines.runtime import Runtime
+from pipelines.settings import AppConfig
+
+from .i18n import say
+
+log = logging.getLogger(__name__)
+
+
+class JobRegistry:
+    """Running jobs by (browser session, tab), so a Stop click stops that user's own job only."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], set[StopToken]] = {}
+
+    @contextlib.contextmanager
+    def running(self, request: gr.Request | None, tab: str) -> Iterator[StopToken]:
+        key = (_session(request), tab)
+        token = StopToken()
+        with self._lock:
+            self._tokens.setdefault(key, set()).add(token)
+        try:
+            yield token
+        finally:
+            with self._lock:
+                self._tokens.get(key, set()).discard(token)
+
+    def stop(self, request: gr.Request | None, tab: str) -> int:
+        with self._lock:
+            tokens = list(self._tokens.get((_session(request), tab), ()))
+        for token in tokens:
+            token.stop()
+        return len(tokens)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+@dataclass
+class StudioContext:
+    """Everything a tab needs: settings, the one model cache, the catalog, running jobs."""
+
+    config: AppConfig
+    runtime: Runtime  # cache, catalog, device, outputs: pass it to pipeline calls
+    jobs: JobRegistry = field(default_factory=JobRegistry)
+
+    @property
+    def cache(self) -> ModelCache:
+        return self.runtime.cache
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runtime.catalog
+
+    def heavy(self) -> dict:
+        """Event options for work on the accelerator (or the CPU cores): one shared queue."""
+        return {"concurrency_id": "accelerator", "concurrency_limit": self.config.heavy_concurrency}
+
+
+@dataclass
+class TabHandles:
+    """Components a tab offers to the others; app.py wires the cross-tab buttons."""
+
+    photo_source: gr.components.Component | None = None  # an image value to send to the twin wizard
+    send_photo: gr.Button | None = None
+    audio_source: gr.components.Component | None = None  # a voice recording to send to the twin wizard
+    send_audio: gr.Button | None = None
+    script_source: gr.components.Component | None = None  # a text to send as the twin's script
+    send_script: gr.Button | None = None
+    photo_target: gr.components.Component | None = None  # twin wizard inputs
+    audio_target: gr.components.Component | None = None
+    script_target: gr.components.Component | None = None
+    on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
+
+
+def language_of(request: gr.Request | None, default: str = "en") -> str:
+    """The user's language for server-made messages: ?lang=, then the browser's Accept-Language."""
+    if request is None:
+        return default
+    with contextlib.suppress(Exception):
+        lang = request.query_params.get("lang")
+        if lang:
+            return "zh" if lang.startswith("zh") else "en"
+    header = ""
+    with contextlib.suppress(Exception):
+        header = request.headers.get("accept-language", "") or ""
+    first = header.split(",")[0].strip().lower()
+    if first.startswith("zh"):
+        return "zh"
+    if first:
+        return "en"
+    return default
+
+
+def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:
+    if progress is None:
+        return None
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn pipeline errors into a clear message in the user's language; never a traceback.
+
+    UserError -> its text; Stopped -> ends quietly (a generator keeps what it already yielded);
+    anything else -> logged with its traceback on the server, a short message in the UI.
+    The wrapped function may take ``request: gr.Request`` to pick the language.
+    """
+
+    def language(args, kwargs) -> str:
+        for value in list(kwargs.values()) + list(args):
+            if isinstance(value, gr.Request):
+                return language_of(value)
+        return "en"
+
+    def convert(exc: BaseException, args, kwargs) -> gr.Error:
+        lang = language(args, kwargs)
+        if isinstance(exc, UserError):
+            return gr.Error(exc.text(lang), print_exception=False)
+        log.exception("unexpected error in %s", fn.__name__)
+        return gr.Error(say("common.error_unexpected", lang, error=type(exc).__name__ + ": " + str(exc)[:200]),
+                        print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Stopped:
+                gr.Info(say("common.stopped", language(args, kwargs)))
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error becomes a message
+                raise convert(exc, args, kwargs) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Stopped:
+            raise gr.Error(say("common.stopped", language(args, kwargs)), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise convert(exc, args, kwargs) from None
+    return wrapper
+
+
+def not_available_notice() -> gr.Markdown:
+    from .i18n import t
+
+    return gr.Markdown(t("common.not_available"), elem_classes=["notice"])
+
+
+def seed_value(seed: Any) -> int:
+    """-1 or empty -> a fresh random seed (shown back to the user so it can be reused)."""
+    import random
+
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        seed = -1
+    return random.randint(0, 2**31 - 1) if seed < 0 else seed

@@ -1,0 +1,127 @@
+"""UI text in English and Simplified Chinese.
+
+Labels use ``t("key")`` (a gr.I18n key: the browser shows the user's language, switchable in the
+page footer's Settings or with ``?lang=zh``). Messages made on the server (warnings, errors) use
+``say("key", language)`` with the language of the request.
+
+Each tab module registers its own strings with ``add_strings(en={...}, zh={...})`` at import time,
+so translations sit next to the widgets that use them.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+_EN: dict[str, str] = {}
+_ZH: dict[str, str] = {}
+
+
+def add_strings(en: dict[str, str], zh: dict[str, str]) -> None:
+    missing = set(en) ^ set(zh)
+    if missing:
+        raise ValueError(f"translations missing for: {sorted(missing)}")
+    _EN.update(en)
+    _ZH.update(zh)
+
+
+def t(key: str):
+    """A translatable label for a component (resolved in the browser)."""
+    if key not in _EN:
+        raise KeyError(f"no UI string {key!r}")
+    return gr.I18n(en=_EN, zh=_ZH)(key)
+
+
+def say(key: str, language: str = "en", **values) -> str:
+    """A server-made message in the user's language, with {placeholders} filled in."""
+    table = _ZH if language.startswith("zh") else _EN
+    return table.get(key, _EN.get(key, key)).format(**values)
+
+
+def translations() -> gr.I18n:
+    """Every registered string, for ``launch(i18n=...)``. zh-CN/zh-TW browsers get the zh table."""
+    return gr.I18n(en=dict(_EN), zh=dict(_ZH), **{"zh-CN": dict(_ZH), "zh-Hans": dict(_ZH)})
+
+
+def all_strings() -> tuple[dict[str, str], dict[str, str]]:
+    return dict(_EN), dict(_ZH)
+
+
+add_strings(
+    en={
+        "app.title": "AIGC Digital-Twin Studio",
+        "app.subtitle": "Write, draw, speak and animate your own digital twin, offline on your own computer.",
+        "app.language_hint": "Language / 语言: switch in Settings (page footer), or open the page with ?lang=zh",
+        "tab.text": "Text generation",
+        "tab.face": "Face synthesis",
+        "tab.image": "Text-to-image",
+        "tab.voice": "Voice synthesis",
+        "tab.twin": "My digital twin",
+        "tab.models": "Models",
+        "common.generate": "Generate",
+        "common.stop": "Stop",
+        "common.model": "Model",
+        "common.seed": "Seed (-1 = random)",
+        "common.send_to_twin": "Use as twin photo",
+        "common.not_available": "Not available yet: this tab's engine has not been installed in this build. Nothing here is generated.",
+        "common.stopped": "Stopped.",
+        "common.error_unexpected": "Something went wrong: {error}. The studio is still running; please try again.",
+        "common.busy": "Working…",
+        "models.catalog": "Model catalog",
+        "models.catalog_info": "Every model the studio knows, per task. Non-commercial licences are flagged. Hub models load from the hub cache or download on first use; with no network, put them under models/ (see models/README.md).",
+        "models.loaded": "Loaded models",
+        "models.refresh": "Refresh",
+        "models.unload": "Unload",
+        "models.unload_all": "Unload all",
+        "models.which": "Model to unload",
+        "models.budget": "Memory budget for models",
+        "models.none_loaded": "No model is loaded. Models load when a tab first needs them.",
+        "models.unloaded": "Unloaded {name}.",
+        "models.col_task": "Task",
+        "models.col_name": "Name",
+        "models.col_source": "Source",
+        "models.col_licence": "Licence",
+        "models.col_languages": "Languages",
+        "models.col_size": "Size (MB)",
+        "models.col_status": "Status",
+        "models.col_device": "Device",
+        "models.ready": "ready",
+    },
+    zh={
+        "app.title": "AIGC 数字分身工作室",
+        "app.subtitle": "写作、绘画、语音，并让你自己的数字分身动起来——在你自己的电脑上离线完成。",
+        "app.language_hint": "Language / 语言：在页面底部的“设置”中切换，或在网址后加 ?lang=zh",
+        "tab.text": "文本生成",
+        "tab.face": "人脸合成",
+        "tab.image": "文生图",
+        "tab.voice": "语音合成",
+        "tab.twin": "我的数字分身",
+        "tab.models": "模型",
+        "common.generate": "生成",
+        "common.stop": "停止",
+        "common.model": "模型",
+        "common.seed": "随机种子（-1 = 随机）",
+        "common.send_to_twin": "用作分身照片",
+        "common.not_available": "暂不可用：此版本尚未安装该页的引擎。这里不会生成任何内容。",
+        "common.stopped": "已停止。",
+        "common.error_unexpected": "出错了：{error}。工作室仍在运行，请重试。",
+        "common.busy": "处理中……",
+        "models.catalog": "模型目录",
+        "models.catalog_info": "工作室支持的所有模型（按任务分类）。非商用许可证会被标出。Hub 模型从本地缓存加载或在首次使用时下载；没有网络时，请放入 models/ 目录（见 models/README.md）。",
+        "models.loaded": "已加载的模型",
+        "models.refresh": "刷新",
+        "models.unload": "卸载",
+        "models.unload_all": "全部卸载",
+        "models.which": "要卸载的模型",
+        "models.budget": "模型内存预算",
+        "models.none_loaded": "尚未加载任何模型。各页第一次需要时才会加载。",
+        "models.unloaded": "已卸载 {name}。",
+        "models.col_task": "任务",
+        "models.col_name": "名称",
+        "models.col_source": "来源",
+        "models.col_licence": "许可证",
+        "models.col_languages": "语言",
+        "models.col_size": "大小 (MB)",
+        "models.col_status": "状态",
+        "models.col_device": "设备",
+        "models.ready": "可用",
+    },
+)

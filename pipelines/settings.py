@@ -1,0 +1,80 @@
+"""AppConfig: every setting the studio reads, from command-line flags or environment variables.
+
+Flags win over environment variables (AIGC_HOST, AIGC_PORT, ...), which win over defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+
+
+@dataclass
+class AppConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    models_dir: Path = field(default_factory=lambda: REPO_ROOT / "models")
+    outputs_dir: Path = field(default_factory=lambda: REPO_ROOT / "outputs")
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    language: str = "en"  # default UI language: en | zh
+    memory_budget_gb: float | None = None  # model cache budget; None = from free RAM / VRAM
+    max_upload_mb: int = 200
+    heavy_concurrency: int = 1  # jobs sharing the accelerator (or the 2 CPU cores) at once
+
+    def __post_init__(self):
+        self.models_dir = Path(self.models_dir).expanduser().resolve()
+        self.outputs_dir = Path(self.outputs_dir).expanduser().resolve()
+        if self.language not in ("en", "zh"):
+            raise ValueError(f"language must be 'en' or 'zh', not {self.language!r}")
+
+    def ensure_dirs(self) -> None:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.outputs_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise argparse.ArgumentTypeError("--auth must look like user:password")
+    return user, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="AIGC Digital-Twin Studio")
+    p.add_argument("--host", default=env("AIGC_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("AIGC_PORT", "7860")))
+    p.add_argument("--share", action="store_true", default=env("AIGC_SHARE", "") in ("1", "true"),
+                   help="ask Gradio for a public share link (needs internet)")
+    p.add_argument("--auth", default=env("AIGC_AUTH"), help="user:password required to open the UI")
+    p.add_argument("--models-dir", default=env("AIGC_MODELS_DIR", str(REPO_ROOT / "models")))
+    p.add_argument("--outputs-dir", default=env("AIGC_OUTPUTS_DIR", str(REPO_ROOT / "outputs")))
+    p.add_argument("--device", default=env("AIGC_DEVICE", "auto"),
+                   help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--language", choices=["en", "zh"], default=env("AIGC_LANGUAGE", "en"),
+                   help="default UI language (each user can switch in the page's settings)")
+    p.add_argument("--memory-budget-gb", type=float,
+                   default=float(env("AIGC_MEMORY_BUDGET_GB")) if env("AIGC_MEMORY_BUDGET_GB") else None,
+                   help="how much memory loaded models may take before the least recently used is unloaded")
+    p.add_argument("--max-upload-mb", type=int, default=int(env("AIGC_MAX_UPLOAD_MB", "200")))
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    args = build_parser().parse_args(argv)
+    try:
+        auth = _parse_auth(args.auth)
+    except argparse.ArgumentTypeError as e:
+        build_parser().error(str(e))
+    return AppConfig(host=args.host, port=args.port, share=args.share, auth=auth,
+                     models_dir=Path(args.models_dir), outputs_dir=Path(args.outputs_dir),
+                     device=args.device, language=args.language,
+                     memory_budget_gb=args.memory_budget_gb, max_upload_mb=args.max_upload_mb)
