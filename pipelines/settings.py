@@ -22,7 +22,7 @@ class AppConfig:
     models_dir: Path = field(default_factory=lambda: REPO_ROOT / "models")
     outputs_dir: Path = field(default_factory=lambda: REPO_ROOT / "outputs")
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    language: str = "en"  # default UI language: en | zh
+    language: str = "auto"  # language of server messages when the browser does not say: auto (=en), en, zh
     memory_budget_gb: float | None = None  # model cache budget; None = from free RAM / VRAM
     max_upload_mb: int = 200
     heavy_concurrency: int = 1  # jobs sharing the accelerator (or the 2 CPU cores) at once
@@ -30,8 +30,8 @@ class AppConfig:
     def __post_init__(self):
         self.models_dir = Path(self.models_dir).expanduser().resolve()
         self.outputs_dir = Path(self.outputs_dir).expanduser().resolve()
-        if self.language not in ("en", "zh"):
-            raise ValueError(f"language must be 'en' or 'zh', not {self.language!r}")
+        if self.language not in ("auto", "en", "zh"):
+            raise ValueError(f"language must be 'auto', 'en' or 'zh', not {self.language!r}")
 
     def ensure_dirs(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs-dir", default=env("AIGC_OUTPUTS_DIR", str(REPO_ROOT / "outputs")))
     p.add_argument("--device", default=env("AIGC_DEVICE", "auto"),
                    help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--language", choices=["en", "zh"], default=env("AIGC_LANGUAGE", "en"),
-                   help="default UI language (each user can switch in the page's settings)")
+    p.add_argument("--language", choices=["auto", "en", "zh"], default=env("AIGC_LANGUAGE", "auto"),
+                   help="language of server messages when a browser sends none (the page follows the browser; users switch in Settings)")
     p.add_argument("--memory-budget-gb", type=float,
                    default=float(env("AIGC_MEMORY_BUDGET_GB")) if env("AIGC_MEMORY_BUDGET_GB") else None,
                    help="how much memory loaded models may take before the least recently used is unloaded")

@@ -85,3 +85,161 @@ def build_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
 
     shutil.rmtree(tokenizer_dir, ignore_errors=True)
     return folder
+
+
+def save_stable_diffusion_single_file(folder: Path, out_file: Path) -> Path:
+    """Write a diffusers SD 1.x folder as one original-layout (A1111/CompVis) ``.safetensors`` file.
+
+    The key names are those of the original LDM code (``model.diffusion_model.input_blocks...``,
+    ``first_stage_model.encoder.down...``, ``cond_stage_model.transformer...``), i.e. what users download
+    as a "checkpoint", so ``from_single_file`` runs its real conversion on it.
+    """
+    import json
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+    from safetensors.torch import load_file, save_file
+
+    folder, out_file = Path(folder), Path(out_file)
+    unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    per_block = unet_config["layers_per_block"]
+    checkpoint = {}
+
+    def resnet(name: str) -> str:
+        for new, old in (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                         ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"),
+                         ("conv_shortcut", "skip_connection")):
+            name = name.replace(f".{new}.", f".{old}.")
+        return name
+
+    # UNet: diffusers blocks -> the flat input_blocks / middle_block / output_blocks lists
+    top = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    with_attention = _unet_blocks_with_attention(folder)
+    for key, tensor in load_file(folder / "unet" / "diffusion_pytorch_model.safetensors").items():
+        parts = key.split(".")
+        if key in top:
+            ldm = top[key]
+        elif parts[0] == "down_blocks":
+            block, kind, layer, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            if kind == "downsamplers":
+                ldm = f"input_blocks.{1 + block * (per_block + 1) + per_block}.0.op." + ".".join(parts[5:])
+            else:
+                index = 1 + block * (per_block + 1) + layer
+                ldm = resnet(f"input_blocks.{index}.0.{rest}") if kind == "resnets" else f"input_blocks.{index}.1.{rest}"
+        elif parts[0] == "mid_block":
+            layer, rest = int(parts[2]), ".".join(parts[3:])
+            ldm = resnet(f"middle_block.{2 * layer}.{rest}") if parts[1] == "resnets" else f"middle_block.1.{rest}"
+        elif parts[0] == "up_blocks":
+            block, kind, layer, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            index = block * (per_block + 1) + layer
+            if kind == "upsamplers":
+                index = block * (per_block + 1) + per_block
+                slot = 2 if f"up_blocks.{block}.attentions.0" in with_attention else 1  # after the attention
+                ldm = f"output_blocks.{index}.{slot}.conv." + ".".join(parts[5:])
+            else:
+                ldm = resnet(f"output_blocks.{index}.0.{rest}") if kind == "resnets" else f"output_blocks.{index}.1.{rest}"
+        else:
+            raise ValueError(f"unexpected UNet key {key}")
+        checkpoint["model.diffusion_model." + ldm] = tensor
+
+    # VAE: encoder.down / decoder.up (reversed order) / mid.block_N / mid.attn_1 with conv-shaped projections
+    vae_top = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    n_up = len(vae_config["up_block_types"])
+    for key, tensor in load_file(folder / "vae" / "diffusion_pytorch_model.safetensors").items():
+        parts = key.split(".")
+        if key in vae_top:
+            ldm = vae_top[key]
+        elif parts[1] == "down_blocks":
+            if parts[3] == "downsamplers":
+                ldm = f"encoder.down.{parts[2]}.downsample." + ".".join(parts[5:])
+            else:
+                ldm = f"encoder.down.{parts[2]}.block." + ".".join(parts[4:])
+        elif parts[1] == "up_blocks":
+            block = n_up - 1 - int(parts[2])
+            if parts[3] == "upsamplers":
+                ldm = f"decoder.up.{block}.upsample." + ".".join(parts[5:])
+            else:
+                ldm = f"decoder.up.{block}.block." + ".".join(parts[4:])
+        elif parts[1] == "mid_block" and parts[2] == "resnets":
+            ldm = f"{parts[0]}.mid.block_{int(parts[3]) + 1}." + ".".join(parts[4:])
+        elif parts[1] == "mid_block":
+            rest = ".".join(parts[4:])
+            for new, old in (("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."),
+                             ("to_out.0.", "proj_out.")):
+                rest = rest.replace(new, old) if rest.startswith(new) else rest
+            ldm = f"{parts[0]}.mid.attn_1.{rest}"
+            if tensor.ndim == 2:
+                tensor = tensor[:, :, None, None]  # the original VAE uses 1x1 convolutions here
+        else:
+            raise ValueError(f"unexpected VAE key {key}")
+        checkpoint["first_stage_model." + ldm.replace("conv_shortcut", "nin_shortcut")] = tensor
+
+    # Text encoder: the CLIP names of transformers 4 (text_model.*) under the original prefix
+    for key, tensor in load_file(folder / "text_encoder" / "model.safetensors").items():
+        key = key if key.startswith("text_model.") else "text_model." + key
+        checkpoint["cond_stage_model.transformer." + key] = tensor
+
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(out_file))
+    return out_file
+
+
+def _unet_blocks_with_attention(folder: Path) -> set[str]:
+    """Prefixes like 'up_blocks.0.attentions.0' present in the UNet weights."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "unet" / "diffusion_pytorch_model.safetensors"), framework="pt") as f:
+        return {".".join(k.split(".")[:4]) for k in f.keys() if ".attentions." in k}
+
+
+def build_tiny_ddpm(folder: Path, seed: int = 0, latent: bool = False) -> Path:
+    """An unconditional DDPM pipeline (UNet2DModel, 32x32 RGB) or, with ``latent``, an LDM pipeline
+    (the same UNet on 8x8 latents of a tiny VQModel): the shapes of google/ddpm-celebahq-256 and
+    CompVis/ldm-celebahq-256 in miniature."""
+    import torch
+    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, LDMPipeline, UNet2DModel, VQModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=8 if latent else 32, in_channels=3, out_channels=3,
+                       block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    if latent:
+        vqvae = VQModel(in_channels=3, out_channels=3, latent_channels=3, block_out_channels=(32, 64),
+                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=32,
+                        num_vq_embeddings=32, sample_size=16)
+        pipe = LDMPipeline(vqvae=vqvae, unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000))
+    else:
+        pipe = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000))
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_vits(folder: Path, seed: int = 0) -> Path:
+    """A VITS text-to-speech model (MMS shape) with 1-layer blocks and a character tokenizer."""
+    import json
+
+    import torch
+    from transformers import VitsConfig, VitsModel, VitsTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    characters = ["<pad>", "<unk>", " "] + list("abcdefghijklmnopqrstuvwxyz',.!?-")
+    vocab_file = folder / "vocab.json"
+    vocab_file.write_text(json.dumps({c: i for i, c in enumerate(characters)}), encoding="utf-8")
+    tokenizer = VitsTokenizer(vocab_file=str(vocab_file), language="eng", add_blank=True, normalize=True,
+                              phonemize=False, is_uroman=False)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = VitsConfig(
+        vocab_size=len(characters), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        ffn_dim=32, flow_size=16, spectrogram_bins=33, upsample_initial_channel=32,
+        upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]], prior_encoder_num_flows=1, prior_encoder_num_wavenet_layers=1,
+        posterior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
+        duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=16000)
+    VitsModel(config).eval().save_pretrained(folder)
+    return folder

@@ -1,0 +1,167 @@
+"""Audio in, video out, with the ffmpeg binary that ``imageio-ffmpeg`` ships (no system ffmpeg needed).
+
+What it does: decodes any audio file to mono float32; streams RGB frames into an H.264 (yuv420p) +
+AAC MP4 as they are made, so memory does not grow with the clip's length; reads back what a video
+holds (codecs, pixel format, frame count, audio length) for tests and benchmarks.
+What it does not: edit or cut videos, or hold a clip in memory.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# ---------------------------------------------------------------- audio
+def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and their rate. WAV/FLAC/OGG via soundfile, anything else via ffmpeg."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Audio file not found: {path.name}", zh=f"找不到音频文件：{path.name}")
+    if sample_rate is None:
+        try:
+            import soundfile as sf
+
+            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            return np.ascontiguousarray(audio.mean(axis=1)), int(rate)
+        except Exception:  # noqa: BLE001 - not a format soundfile knows: let ffmpeg try
+            pass
+    rate = sample_rate or 24000
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate),
+                           "-f", "f32le", "-"], capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        raise UserError(f"Could not read the audio file {path.name}: it is not a sound file ffmpeg understands.",
+                        zh=f"无法读取音频文件 {path.name}：ffmpeg 无法识别它。")
+    return np.frombuffer(proc.stdout, np.float32).copy(), rate
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(audio, -1, 1).astype(np.float32), sample_rate, subtype="PCM_16")
+    return path
+
+
+# ---------------------------------------------------------------- video out
+class Mp4Writer:
+    """Pipe raw RGB frames to ffmpeg: H.264 yuv420p, AAC audio, +faststart, metadata tags.
+
+    ``with Mp4Writer(path, 512, 512, 25, audio=(samples, rate)) as w: w.write(frame)``; on an
+    exception inside the block the ffmpeg process is killed and the partial file removed.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, *,
+                 audio: tuple[np.ndarray, int] | None = None, metadata: dict[str, str] | None = None,
+                 preset: str = "veryfast", crf: int = 20):
+        if width % 2 or height % 2:
+            raise ValueError("yuv420p needs even width and height")
+        self.path, self.width, self.height, self.fps = Path(path), width, height, fps
+        self.frames_written = 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="twin-audio-")
+        cmd = [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+        if audio is not None:
+            wav = write_wav(Path(self._tmp.name) / "audio.wav", *audio)
+            cmd += ["-i", str(wav)]
+        cmd += ["-map", "0:v"] + (["-map", "1:a", "-c:a", "aac", "-b:a", "128k"] if audio is not None else [])
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart+use_metadata_tags"]
+        for key, value in (metadata or {}).items():
+            cmd += ["-metadata", f"{key}={value}"]
+        cmd += ["-f", "mp4", str(self.path)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 {(self.height, self.width, 3)}, got {frame.dtype} {frame.shape}")
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)))
+        except BrokenPipeError:
+            raise RuntimeError("ffmpeg stopped: " + self._proc.stderr.read().decode(errors="replace")[-500:])
+        self.frames_written += 1
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        err = self._proc.stderr.read().decode(errors="replace")
+        code = self._proc.wait()
+        self._tmp.cleanup()
+        if code != 0:
+            raise RuntimeError(f"ffmpeg failed ({code}): {err[-500:]}")
+
+    def abort(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+        self._tmp.cleanup()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ---------------------------------------------------------------- reading back
+def read_tags(path: Path) -> dict[str, str]:
+    """The file's metadata tags, whole (ffmpeg's stream summary cuts long values)."""
+    text = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+                          capture_output=True, text=True).stdout
+    tags = {}
+    for line in text.splitlines()[1:]:  # the first line is ";FFMETADATA1"
+        key, sep, value = line.partition("=")
+        if sep:
+            tags[key] = re.sub(r"\\(.)", r"\1", value)  # ffmetadata escapes = ; # \\ and newlines
+    return tags
+
+
+@dataclass
+class VideoInfo:
+    video_codec: str
+    pixel_format: str
+    width: int
+    height: int
+    fps: float
+    frames: int
+    audio_codec: str | None
+    audio_seconds: float
+    tags: dict[str, str]
+
+    @property
+    def video_seconds(self) -> float:
+        return self.frames / self.fps
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Codecs and tags from ffmpeg's stream summary; frames and audio length by decoding (exact)."""
+    exe = ffmpeg_exe()
+    summary = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    video = re.search(r"Video: (\w+).*?, (\w+)(?:\(.*?\))?, (\d+)x(\d+).*?([\d.]+) fps", summary)
+    if not video:
+        raise ValueError(f"no video stream in {path}: {summary[-300:]}")
+    audio = re.search(r"Audio: (\w+)", summary)
+    tags = read_tags(path)
+    decoded = subprocess.run([exe, "-v", "error", "-i", str(path), "-map", "0:v", "-f", "null", "-",
+                              "-progress", "pipe:1"], capture_output=True, text=True).stdout
+    frames = int(re.findall(r"frame=(\d+)", decoded)[-1])
+    seconds = 0.0
+    if audio:
+        pcm = subprocess.run([exe, "-v", "error", "-i", str(path), "-map", "0:a", "-ac", "1", "-ar", "16000",
+                              "-f", "s16le", "-"], capture_output=True).stdout
+        seconds = len(pcm) / 2 / 16000
+    return VideoInfo(video.group(1), video.group(2), int(video.group(3)), int(video.group(4)),
+                     float(video.group(5)), frames, audio.group(1) if audio else None, seconds, tags)

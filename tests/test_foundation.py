@@ -1,0 +1,130 @@
+"""Settings, device choice, the catalog, safe loading: the ground every tab stands on."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.catalog import Catalog, availability, scan_models_dir
+from pipelines.errors import ModelLoadError
+from pipelines.settings import AppConfig, parse_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_flags_and_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_PORT", "7999")
+    monkeypatch.setenv("AIGC_LANGUAGE", "zh")
+    config = parse_args(["--host", "0.0.0.0", "--auth", "ann:secret", "--models-dir", str(tmp_path / "m"),
+                         "--outputs-dir", str(tmp_path / "o"), "--device", "cpu", "--share"])
+    assert (config.host, config.port, config.language) == ("0.0.0.0", 7999, "zh")
+    assert config.auth == ("ann", "secret") and config.share and config.device == "cpu"
+    assert config.models_dir == (tmp_path / "m").resolve()
+    assert parse_args(["--port", "7001"]).port == 7001  # a flag wins over the environment
+
+
+def test_bad_auth_flag_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--auth", "no-colon"])
+    assert "user:password" in capsys.readouterr().err
+
+
+def test_device_and_dtype_choice():
+    import torch
+
+    from pipelines.devices import default_dtype, resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert default_dtype("cpu") == torch.float32
+    assert default_dtype("cuda") == torch.float16
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_every_task_has_models_with_licence_languages_and_size():
+    catalog = Catalog(Path("/nonexistent"))
+    for task in ("text", "face", "image", "voice", "twin"):
+        specs = catalog.models(task)
+        assert specs, task
+        for spec in specs:
+            assert spec.licence and spec.languages and spec.size_mb > 0, spec.name
+    flagged = [s.name for s in catalog.models() if not s.commercial_use]
+    assert "piper-joe-en" in flagged and "dcgan-faces-64" in flagged
+
+
+def test_hub_models_offline_say_how_to_add_them(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = Catalog(Path("/nonexistent")).get("image", "sd-turbo")
+    state = availability(spec)
+    assert not state.ok
+    assert "no network" in state.reason and "models/image/" in state.reason
+    assert "models/image/" in state.reason_zh
+
+
+def test_bundled_package_model_is_available():
+    spec = Catalog(Path("/nonexistent")).get("text", "smollm2-135m-instruct")
+    assert availability(spec).ok
+
+
+def test_models_folder_is_scanned(tmp_path):
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "my-llm.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    (tmp_path / "image" / "my-sd").mkdir(parents=True)
+    (tmp_path / "image" / "my-sd" / "model_index.json").write_text("{}")
+    (tmp_path / "voices").mkdir()
+    (tmp_path / "voices" / "zh_CN-voice.onnx").write_bytes(b"onnx")
+    (tmp_path / "voices" / "zh_CN-voice.onnx.json").write_text(json.dumps({"language": {"code": "zh_CN"}}))
+    found = {(s.task, s.name, s.backend) for s in scan_models_dir(tmp_path)}
+    assert found == {("text", "my-llm", "llama_cpp"), ("image", "my-sd", "diffusers"),
+                     ("voice", "zh_CN-voice", "piper")}
+    catalog = Catalog(tmp_path)
+    assert catalog.get("voice", "zh_CN-voice").languages == ("zh",)
+    assert availability(catalog.get("text", "my-llm")).ok
+
+
+def test_unknown_model_explains_where_to_put_it():
+    with pytest.raises(ModelLoadError) as info:
+        Catalog(Path("/nonexistent")).get("text", "no-such-model")
+    assert "models/text/" in info.value.message and "models/text/" in info.value.zh
+
+
+def _calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node
+
+
+def test_no_code_unpickles_arbitrary_files():
+    """torch.load only with weights_only=True; no pickle.load anywhere in the studio's code."""
+    offenders = []
+    for path in list((ROOT / "pipelines").rglob("*.py")) + list((ROOT / "aigc_ui").rglob("*.py")) + [ROOT / "app.py"]:
+        for call in _calls(ast.parse(path.read_text(encoding="utf-8"))):
+            name = ast.unparse(call.func)
+            if name.endswith("pickle.load") or name.endswith("pickle.loads"):
+                offenders.append(f"{path.name}: {name}")
+            if name == "torch.load":
+                safe = any(k.arg == "weights_only" and ast.unparse(k.value) == "True" for k in call.keywords)
+                if not safe:
+                    offenders.append(f"{path.name}:{call.lineno} torch.load without weights_only=True")
+    assert offenders == []
+
+
+def test_pipelines_never_import_gradio():
+    for path in (ROOT / "pipelines").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n == "gradio" or n.startswith("gradio.") for n in names), path.name
+
+
+def test_config_rejects_unknown_language(tmp_path):
+    with pytest.raises(ValueError):
+        AppConfig(language="fr", models_dir=tmp_path, outputs_dir=tmp_path)
