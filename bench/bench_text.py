@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 PROMPT = "Write a short paragraph about the sea."
-MAX_NEW_TOKENS = 96
-RUNS = 5
+MAX_NEW_TOKENS = 64
+RUNS = 3
 TARGET = 0.95
 
 

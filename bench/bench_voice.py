@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 ENGLISH = [
@@ -88,8 +89,11 @@ def run() -> dict:
             direct_audio = pipeline_audio = 0.0
             for i, sentence in enumerate(ENGLISH):
                 started = time.perf_counter()
-                samples = sum(len(c.audio_float_array) for c in direct_voice.synthesize(sentence))
+                with wave.open(str(Path(tmp) / "direct.wav"), "wb") as wav_file:  # as Piper's README does
+                    direct_voice.synthesize_wav(sentence, wav_file)
                 direct[i] = min(direct[i], time.perf_counter() - started)
+                with wave.open(str(Path(tmp) / "direct.wav"), "rb") as wav_file:
+                    samples = wav_file.getnframes()
                 started = time.perf_counter()
                 result = synthesize_speech(sentence, voice="piper-joe-en", runtime=runtime, save=True)
                 pipeline[i] = min(pipeline[i], time.perf_counter() - started)
@@ -108,8 +112,9 @@ def run() -> dict:
         "pipeline_audio_s": round(pipeline_audio, 2),
         "pipeline_word_timings": words // ROUNDS,
         "ratio": round(ratio, 3),
-        "ratio_meaning": "piper direct time / pipeline time, sentence by sentence, best of rounds "
-                         "(the pipeline also normalises, times words and writes a wav per sentence)",
+        "ratio_meaning": "Piper direct (synthesize_wav to a wav, as its README) time / pipeline time, "
+                         "sentence by sentence, best of rounds; the pipeline also plans the text, spells "
+                         "numbers, normalises loudness and reports word timings",
         "target": TARGET_RATIO,
         "passed": ratio >= TARGET_RATIO,
     }

