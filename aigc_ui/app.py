@@ -48,7 +48,7 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
                     handles[tab_id] = module.build_tab(ctx)
                 if handles[tab_id].on_open:
                     handler, outputs = handles[tab_id].on_open
-                    tab.select(handler, None, outputs, queue=False)
+                    tab.select(handler, None, outputs, queue=False, api_visibility="private")
         gr.HTML(LANGUAGE_LINKS, elem_classes=["footnote"])
         _wire_cross_tab(handles, tabs)
     demo.studio_context = ctx  # for tests and benchmarks: the cache this app uses
@@ -63,7 +63,8 @@ def _wire_cross_tab(handles: dict[str, TabHandles], tabs: gr.Tabs) -> None:
                                        (h.send_audio, h.audio_source, twin.audio_target),
                                        (h.send_script, h.script_source, twin.script_target)):
             if button is not None and source is not None and target is not None:
-                button.click(lambda value: (value, gr.Tabs(selected="twin")), source, [target, tabs])
+                button.click(lambda value: (value, gr.Tabs(selected="twin")), source, [target, tabs],
+                             api_visibility="private")
 
 
 def launch_kwargs(config: AppConfig) -> dict:
