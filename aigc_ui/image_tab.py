@@ -9,6 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines import text_to_image as t2i
+from pipelines.devices import zero_gpu
 from pipelines.errors import UserError
 from pipelines.png_metadata import read_png_parameters
 
@@ -174,6 +175,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     random_seed.click(lambda: -1, None, seed, **private)
     reuse_seed.click(lambda used: -1 if used is None else used, last_seed, seed, **private)
 
+    @zero_gpu(180)
     @friendly_errors
     def generate_image(prompt, negative_prompt, model, steps, guidance, width, height, seed, batch_size,
                        scheduler_name, request: gr.Request, progress=gr.Progress()):

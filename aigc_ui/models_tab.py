@@ -56,7 +56,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         text = f"**{say('models.budget', lang)}:** {used:.2f} / {ctx.cache.budget_bytes / 2**30:.1f} GB"
         if not rows:
             text += "  \n" + say("models.none_loaded", lang)
-        return (text, gr.Dataframe(value=rows, headers=headers(LOADED_COLUMNS, lang)),
+        return (text, {"headers": headers(LOADED_COLUMNS, lang), "data": rows},
                 gr.Dropdown(choices=[(r[0], r[1]) for r in rows], value=None))
 
     @friendly_errors
@@ -72,7 +72,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
 
     def show_catalog(request: gr.Request):
         lang = language_of(request, ctx.config.language)
-        return gr.Dataframe(value=catalog_rows(ctx, lang), headers=headers(CATALOG_COLUMNS, lang))
+        return {"headers": headers(CATALOG_COLUMNS, lang), "data": catalog_rows(ctx, lang)}
 
     def show_all(request: gr.Request):
         return *show_loaded(request), show_catalog(request)

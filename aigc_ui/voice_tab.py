@@ -7,6 +7,7 @@ import shutil
 
 import gradio as gr
 
+from pipelines.devices import zero_gpu
 from pipelines.voice_synthesis import (VOICE_CLONING_HELP, cloning_models, list_my_voices, save_my_voice,
                                        stream_speech, voice_choices)
 
@@ -153,6 +154,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         control.change(remember(key), [control, settings], settings, queue=False, api_visibility="private")
 
     # ---- speak
+    @zero_gpu(120)  # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
     @friendly_errors
     def speak(text: str, voice: str, speed: float, settings: dict, request: gr.Request,
               progress=gr.Progress()):
