@@ -47,7 +47,7 @@ def all_strings() -> tuple[dict[str, str], dict[str, str]]:
 
 add_strings(
     en={
-        "app.title": "AIGC Digital-Twin Studio",
+        "app.title": "## AIGC Digital-Twin Studio",
         "app.subtitle": "Write, draw, speak and animate your own digital twin, offline on your own computer.",
         "tab.text": "Text generation",
         "tab.face": "Face synthesis",
@@ -86,7 +86,7 @@ add_strings(
         "models.ready": "ready",
     },
     zh={
-        "app.title": "AIGC 数字分身工作室",
+        "app.title": "## AIGC 数字分身工作室",
         "app.subtitle": "写作、绘画、语音，并让你自己的数字分身动起来——在你自己的电脑上离线完成。",
         "tab.text": "文本生成",
         "tab.face": "人脸合成",

@@ -23,14 +23,27 @@ def discover() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 
+def last_json_object(text: str) -> dict | None:
+    """The last JSON object printed (compact on one line or indented over several)."""
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            try:
+                value = json.loads("\n".join(lines[i:]))
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
 def run_one(name: str) -> dict:
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", f"bench.bench_{name}"], cwd=HERE.parent,
                           capture_output=True, text=True, timeout=1800)
-    try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        result = {"error": (proc.stderr or proc.stdout)[-2000:], "passed": False}
+    result = last_json_object(proc.stdout)
+    if result is None:
+        result = {"error": (proc.stderr or proc.stdout)[-2000:], "returncode": proc.returncode, "passed": False}
     result.setdefault("seconds", round(time.time() - started, 1))
     return result
 
