@@ -66,3 +66,20 @@ def test_language_links_switch_and_remember(studio, browser):
     page.goto(url + "?lang=en", wait_until="load")
     page.get_by_role("tab", name="My digital twin").wait_for(timeout=60000)
     context.close()
+
+
+@pytest.mark.slow
+def test_text_tab_streams_an_answer_in_the_browser(studio, browser):
+    """A user types a question, presses Generate, and the bundled model's answer appears."""
+    _, url, _ = studio
+    page = browser.new_page(locale="en-US")
+    page.goto(url + "?lang=en", wait_until="load")
+    page.get_by_role("tab", name="Text generation").wait_for(timeout=60000)
+    page.get_by_role("textbox", name="Prompt", exact=True).fill("What is the capital of France?")
+    page.get_by_role("spinbutton", name="Temperature", exact=False).first.fill("0")
+    page.keyboard.press("Tab")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Paris'))", timeout=180000)
+    page.screenshot(path=str(ARTIFACTS / "text-answer.png"))
+    page.close()
