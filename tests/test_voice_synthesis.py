@@ -276,3 +276,19 @@ def test_synthesize_speech_api(client):
     assert info.samplerate == 22050 and info.duration > 1.0 and "espeak-ng:cmn" in status
     with pytest.raises(AppError, match="no words"):
         client.predict("🎉🎉 ...", "auto", 1.0, api_name="/synthesize_speech")
+
+
+@pytest.mark.slow
+def test_speech_streams_to_the_client_sentence_by_sentence(client):
+    """With ffmpeg and ffprobe on PATH (.ci/run installs Debian's), each sentence reaches the player
+    as soon as it is spoken, before the whole file is done."""
+    import shutil
+
+    assert shutil.which("ffmpeg") and shutil.which("ffprobe"), "live streaming needs ffmpeg and ffprobe"
+    text = " ".join(f"This is sentence number {i} of a longer text." for i in range(1, 5))
+    job = client.submit(text, "espeak-ng:en-us", 1.0, api_name="/synthesize_speech")
+    updates = list(job)
+    live_chunks = [u[1] for u in updates if u[1]]
+    assert len(live_chunks) >= 4  # one per sentence
+    assert len({str(c) for c in live_chunks}) == len(live_chunks)  # each a new piece, not the same file again
+    assert str(job.outputs()[-1][0]).endswith(".wav")
