@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.devices import zero_gpu
 from pipelines.text_generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
@@ -174,6 +175,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
           preset_inputs[1:], twin_outputs, queue=False, api_visibility="private")
 
     # ---- generation (the UI streams; the API below has the exact parameters)
+    @zero_gpu(120)  # transformers models run on the GPU on ZeroGPU Spaces
     @friendly_errors
     def run(system_text, prompt_text, model_name, max_tokens, temp, p, k, penalty, ngram, count, seed_in,
             request: gr.Request):
@@ -201,6 +203,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
 
     stop_button.click(stop_writing, None, None, queue=False, api_visibility="private")
 
+    @zero_gpu(120)
     @friendly_errors
     def generate_text_api(prompt: str, model: str = "", max_new_tokens: int = 256, temperature: float = 0.7,
                           top_p: float = 0.9, seed: int = -1, request: gr.Request = None) -> str:

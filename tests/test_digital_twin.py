@@ -267,3 +267,29 @@ def test_small_faces_of_a_wide_group_photo_are_found_by_tiles(runtime):
     canvas.paste(photo.resize((384, 384)), (600, 64))
     faces = fl.detect_faces(np.asarray(canvas), runtime=runtime)
     assert len(faces) == 2 and faces[0].bbox[0] < 300 < faces[1].bbox[0]
+
+
+@pytest.mark.slow
+def test_a_cartoon_face_is_animated_sensibly(runtime, tmp_path):
+    """A drawn cartoon face (no photo) is found and its mouth opens with the speech."""
+    from PIL import ImageDraw
+
+    from pipelines.video_io import probe_video
+
+    cartoon = Image.new("RGB", (512, 512), (120, 180, 240))
+    draw = ImageDraw.Draw(cartoon)
+    draw.ellipse((136, 96, 376, 376), fill=(255, 220, 180), outline=(0, 0, 0), width=4)
+    for x in (190, 282):  # eyes with pupils
+        draw.ellipse((x, 180, x + 40, 220), fill=(255, 255, 255), outline=(0, 0, 0), width=3)
+        draw.ellipse((x + 14, 194, x + 28, 208), fill=(0, 0, 0))
+    draw.line((256, 220, 246, 270, 262, 270), fill=(0, 0, 0), width=3)
+    draw.arc((206, 260, 306, 330), 20, 160, fill=(160, 0, 0), width=5)
+    path = tmp_path / "cartoon.png"
+    cartoon.save(path)
+    result = twin.create_twin_video(path, script="Hello, I am a cartoon and I can talk.", voice="espeak-ng:en-us",
+                                    seed=3, runtime=runtime)
+    info = probe_video(result.path)
+    assert abs(info.video_seconds - info.audio_seconds) <= 0.1
+    openings = [o for o in fl.mouth_openings_in_video(result.path, runtime=runtime) if o is not None]
+    assert len(openings) > 0.8 * result.frames  # the face stays found in the frames
+    assert max(openings) > min(openings) + 0.03  # and its mouth moves
