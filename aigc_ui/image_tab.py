@@ -90,10 +90,10 @@ add_strings(
 )
 
 
-def _model_choices(ctx: StudioContext) -> tuple[list[tuple[str, str]], str | None, bool]:
+def _model_choices(ctx: StudioContext, check_network: bool = True) -> tuple[list[tuple[str, str]], str | None, bool]:
     """Dropdown choices (runnable models first, others labelled), the default, and whether any can run."""
     runnable, other = [], []
-    for spec, ready in ctx.catalog.available(TAB):
+    for spec, ready in ctx.catalog.available(TAB, check_network=check_network):
         if ready.ok:
             runnable.append((spec.name, spec.name))
         else:
@@ -103,7 +103,8 @@ def _model_choices(ctx: StudioContext) -> tuple[list[tuple[str, str]], str | Non
 
 
 def build_tab(ctx: StudioContext) -> TabHandles:
-    choices, default_model, any_runnable = _model_choices(ctx)
+    # No network check while the app starts; the list is checked again when the tab is opened.
+    choices, default_model, any_runnable = _model_choices(ctx, check_network=False)
     notice = gr.Markdown(t("image.no_model"), visible=not any_runnable, elem_classes=["notice"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):

@@ -200,21 +200,27 @@ def package_installed(name: str) -> bool:
         return importlib.util.find_spec(name.replace("-", "_")) is not None
 
 
-_network = {"checked": 0.0, "ok": False}
+_reachable: dict[str, tuple[float, bool]] = {}  # host -> (when checked, answer)
 
 
-def hub_reachable(timeout: float = 1.5) -> bool:
-    """Can we reach the Hugging Face hub? Checked at most once a minute; HF_HUB_OFFLINE=1 means no."""
+def host_reachable(host: str, timeout: float = 1.5) -> bool:
+    """Can we open a connection to ``host``:443? Asked at most once a minute per host."""
+    checked, ok = _reachable.get(host, (0.0, False))
+    if time.time() - checked > 60:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                ok = True
+        except OSError:
+            ok = False
+        _reachable[host] = (time.time(), ok)
+    return ok
+
+
+def hub_reachable() -> bool:
+    """Can we reach the Hugging Face hub? HF_HUB_OFFLINE=1 means no."""
     if os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True"):
         return False
-    if time.time() - _network["checked"] > 60:
-        try:
-            with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-                _network["ok"] = True
-        except OSError:
-            _network["ok"] = False
-        _network["checked"] = time.time()
-    return _network["ok"]
+    return host_reachable("huggingface.co")
 
 
 def in_hub_cache(repo_id: str) -> bool:
@@ -241,22 +247,11 @@ def has_gpu() -> bool:
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
 
 
-_pypi = {"checked": 0.0, "ok": False}
-
-
-def pypi_reachable(timeout: float = 1.5) -> bool:
-    """Can pip reach its package index (PIP_INDEX_URL or pypi.org)? Checked at most once a minute."""
+def pypi_reachable() -> bool:
+    """Can pip reach its package index (PIP_INDEX_URL or pypi.org)?"""
     from urllib.parse import urlparse
 
-    if time.time() - _pypi["checked"] > 60:
-        host = urlparse(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")).hostname or "pypi.org"
-        try:
-            with socket.create_connection((host, 443), timeout=timeout):
-                _pypi["ok"] = True
-        except OSError:
-            _pypi["ok"] = False
-        _pypi["checked"] = time.time()
-    return _pypi["ok"]
+    return host_reachable(urlparse(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")).hostname or "pypi.org")
 
 
 def wheel_cache_file(spec: ModelSpec, models_dir: Path | None = None) -> Path:
