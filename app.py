@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from aigc_ui.app import build_app, configure_logging, launch_kwargs, queue_kwargs  # noqa: E402
-from pipelines.settings import parse_args  # noqa: E402
+from pipelines.core.settings import parse_args  # noqa: E402
 
 
 def main(argv=None):

@@ -9,9 +9,9 @@ import logging
 import gradio as gr
 from starlette.middleware import Middleware
 
-from pipelines.cache import ModelCache
-from pipelines.runtime import Runtime
-from pipelines.settings import ASSETS_DIR, AppConfig
+from pipelines.core.cache import ModelCache
+from pipelines.core.runtime import Runtime
+from pipelines.core.settings import ASSETS_DIR, AppConfig
 
 from . import face_tab, image_tab, models_tab, text_tab, twin_tab, voice_tab
 from .common import StudioContext, TabHandles

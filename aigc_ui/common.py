@@ -12,12 +12,12 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from pipelines.cache import ModelCache
-from pipelines.catalog import Catalog
-from pipelines.errors import Stopped, UserError
-from pipelines.jobs import ProgressFn, StopToken
-from pipelines.runtime import Runtime
-from pipelines.settings import AppConfig
+from pipelines.core.cache import ModelCache
+from pipelines.core.catalog import Catalog
+from pipelines.core.errors import Stopped, UserError
+from pipelines.core.jobs import ProgressFn, StopToken
+from pipelines.core.runtime import Runtime
+from pipelines.core.settings import AppConfig
 
 from .i18n import say
 

@@ -1,16 +1,16 @@
 """Face synthesis tab: a grid of faces from seeds, pick one, re-roll a tile, morph between two seeds,
-and send the chosen face to the twin wizard. Wires widgets to pipelines.face_synthesis only."""
+and send the chosen face to the twin wizard. Wires widgets to pipelines.face.synthesis only."""
 from __future__ import annotations
 
 import random
 
 import gradio as gr
 
-from pipelines import face_synthesis as faces
-from pipelines.devices import zero_gpu
-from pipelines.errors import UserError
-from pipelines.face_synthesis import DEFAULT_MODEL, MAX_COUNT
+from pipelines.face import synthesis as faces
+from pipelines.core.errors import UserError
+from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
+from .hosting import zero_gpu
 from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback, seed_value
 from .i18n import add_strings, say, t
 

@@ -1,5 +1,5 @@
 """Text-to-image tab: Stable Diffusion controls, a gallery of this session's images, PNG info, and
-"Use as twin photo". The work is done by pipelines.text_to_image.generate_images; this module only wires it.
+"Use as twin photo". The work is done by pipelines.image.text_to_image.generate_images; this module only wires it.
 
 API: ``/generate_image`` (prompt, negative_prompt, model, steps, guidance, width, height, seed) -> PNG files.
 Batch size and scheduler come from the page (session state), so the API keeps exactly those eight parameters.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines import text_to_image as t2i
-from pipelines.devices import zero_gpu
-from pipelines.errors import UserError
-from pipelines.png_metadata import read_png_parameters
+from pipelines.core.errors import UserError
+from pipelines.core.png_metadata import read_png_parameters
 
+from .hosting import zero_gpu
 from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.catalog import TASKS, availability
+from pipelines.core.catalog import TASKS, availability
 
 from .common import StudioContext, TabHandles, friendly_errors, language_of
 from .i18n import say, t

@@ -1,16 +1,16 @@
 """Text generation tab: presets, a prompt, a model and its settings -> text streamed token by token.
 
-Only wiring: the work is pipelines.text_generation (stream_text, save_text, twin_script_prompt).
+Only wiring: the work is pipelines.text.generation (stream_text, save_text, twin_script_prompt).
 API: /generate_text (prompt, model, max_new_tokens, temperature, top_p, seed) -> text.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.devices import zero_gpu
-from pipelines.text_generation import (PRESETS, TextStream, default_model, save_text, stream_text,
+from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
+from .hosting import zero_gpu
 from .common import StudioContext, TabHandles, friendly_errors, language_of, seed_value
 from .i18n import add_strings, say, t
 

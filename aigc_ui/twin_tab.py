@@ -1,5 +1,5 @@
 """My digital twin tab: a wizard (photo -> script -> voice -> animate -> profiles & history) over
-``pipelines.digital_twin``. Each step is a tab of its own, so people who know the way jump straight to it;
+``pipelines.twin.pipeline``. Each step is a tab of its own, so people who know the way jump straight to it;
 Back/Next walk the others through. API: ``/create_twin_video`` (photo, script, voice, audio) -> MP4.
 """
 from __future__ import annotations
@@ -9,12 +9,12 @@ import logging
 import gradio as gr
 import numpy as np
 
-from pipelines import digital_twin as twin
-from pipelines import twin_profiles as profiles
-from pipelines.devices import zero_gpu
-from pipelines.errors import UserError
-from pipelines.settings import ASSETS_DIR
+from pipelines.twin import pipeline as twin
+from pipelines.twin import profiles
+from pipelines.core.errors import UserError
+from pipelines.core.settings import ASSETS_DIR
 
+from .hosting import zero_gpu
 from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 
@@ -134,7 +134,7 @@ def sample_photos() -> list[str]:
 
 def voice_choices(runtime) -> list[str]:
     try:
-        from pipelines.voice_synthesis import list_voices
+        from pipelines.voice.synthesis import list_voices
     except ImportError:
         return ["auto"]
     try:
@@ -249,7 +249,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             return None, gr.Dropdown(choices=[], value=None), say("twin.no_face_yet", language_of(request))
         lang = language_of(request)
         image = twin.load_photo(photo_value)
-        from pipelines.face_landmarks import detect_faces
+        from pipelines.face.landmarks import detect_faces
 
         faces = detect_faces(image, runtime=runtime)
         twin.choose_face(faces, 0)  # no face or a tiny one: say why now, not after the render
@@ -262,7 +262,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     @friendly_errors
     def write_script(persona_value, topic_value, seconds_value, language_value, request: gr.Request,
                      progress=gr.Progress()):
-        from pipelines.text_generation import write_twin_script
+        from pipelines.text.generation import write_twin_script
 
         with ctx.jobs.running(request, TAB) as token:
             result = write_twin_script(persona_value, topic_value, seconds=float(seconds_value),
@@ -287,7 +287,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 ai_label=bool(label_value), seed=int(seed_value_ if seed_value_ is not None else -1),
                 consent=True, runtime=runtime, stop=token, on_progress=progress_callback(progress))
         for note in result.notices:
-            gr.Warning(note)
+            (gr.Info if note.level == "info" else gr.Warning)(note.text(lang))
         message = say("twin.done", lang, seconds=result.seconds, frames=result.frames, width=result.width,
                       height=result.height, voice=result.voice, seed=result.seed,
                       took=result.params.get("render_seconds", "?"))

@@ -1,16 +1,16 @@
 """Voice synthesis tab: text -> speech with a chosen voice, streamed sentence by sentence, plus
 "my voice" (upload or record, cleaned and kept for the twin wizard). Wires widgets to
-pipelines.voice_synthesis by named arguments; no model code here."""
+pipelines.voice.synthesis by named arguments; no model code here."""
 from __future__ import annotations
 
 import shutil
 
 import gradio as gr
 
-from pipelines.devices import zero_gpu
-from pipelines.voice_synthesis import (VOICE_CLONING_HELP, cloning_models, list_my_voices, save_my_voice,
+from pipelines.voice.synthesis import (VOICE_CLONING_HELP, cloning_models, list_my_voices, save_my_voice,
                                        stream_speech, voice_choices)
 
+from .hosting import zero_gpu
 from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 

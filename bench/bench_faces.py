@@ -20,9 +20,9 @@ TARGET = 0.95
 def run() -> dict:
     import torch
 
-    from pipelines.dcgan import load_dcgan
-    from pipelines.face_synthesis import DEFAULT_MODEL, generate_faces
-    from pipelines.runtime import Runtime
+    from pipelines.face.dcgan import load_dcgan
+    from pipelines.face.synthesis import DEFAULT_MODEL, generate_faces
+    from pipelines.core.runtime import Runtime
 
     # One thread: on a shared 2-core machine extra torch threads spin against other jobs and make both
     # sides an order of magnitude noisier. The ratio is what matters; both sides get the same setting.

@@ -21,9 +21,9 @@ def run() -> dict:
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    from pipelines.runtime import Runtime
-    from pipelines.settings import AppConfig
-    from pipelines.text_to_image import generate_images
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
+    from pipelines.image.text_to_image import generate_images
     from tests.tiny_models import build_tiny_stable_diffusion
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def _raw_run(llm, messages: list[dict]) -> tuple[float, float, int]:
 
 
 def _pipeline_run(runtime) -> tuple[float, float, int, list]:
-    from pipelines.text_generation import stream_text
+    from pipelines.text.generation import stream_text
 
     started = time.perf_counter()
     first = None
@@ -53,11 +53,11 @@ def run() -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import llama_cpp
 
-    from pipelines.catalog import BUILTIN_MODELS
-    from pipelines.llm_backends import cpu_threads
-    from pipelines.runtime import Runtime
-    from pipelines.settings import AppConfig
-    from pipelines.text_generation import _cache_key, _gguf_path
+    from pipelines.core.catalog import BUILTIN_MODELS
+    from pipelines.text.backends import cpu_threads
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
+    from pipelines.text.generation import _cache_key, _gguf_path
 
     spec = next(s for s in BUILTIN_MODELS if s.name == "smollm2-135m-instruct")
     with tempfile.TemporaryDirectory() as tmp:

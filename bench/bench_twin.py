@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from pipelines import digital_twin as twin
-from pipelines import face_landmarks as fl
-from pipelines.cache import ModelCache
-from pipelines.catalog import Catalog
-from pipelines.runtime import Runtime
-from pipelines.settings import ASSETS_DIR
-from pipelines.talking_head import loudness_envelope
-from pipelines.video_io import load_audio, probe_video, write_wav
+from pipelines.twin import pipeline as twin
+from pipelines.face import landmarks as fl
+from pipelines.core.cache import ModelCache
+from pipelines.core.catalog import Catalog
+from pipelines.core.runtime import Runtime
+from pipelines.core.settings import ASSETS_DIR
+from pipelines.twin.driving import loudness_envelope
+from pipelines.core.media import load_audio, probe_video, write_wav
 
 PHOTO = ASSETS_DIR / "astronaut.jpg"
 SCRIPT_25 = ("Hello, I am a digital twin made from a single photo. I can read any script you write "
@@ -67,7 +67,7 @@ class PeakMemory:
 
 def speech_of_seconds(seconds: float, runtime: Runtime, root: Path) -> Path:
     """Piper speech padded/trimmed to exactly ``seconds`` (the synthesis is not part of the timing)."""
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     speech = synthesize_speech(SPEECH_10S, voice="piper-joe-en", runtime=runtime)
     audio = np.asarray(speech.audio, np.float32)

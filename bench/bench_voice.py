@@ -39,8 +39,8 @@ ROUNDS = 4
 
 
 def _runtime(root: Path):
-    from pipelines.runtime import Runtime
-    from pipelines.settings import AppConfig
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
 
     config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs")
     config.ensure_dirs()
@@ -48,7 +48,7 @@ def _runtime(root: Path):
 
 
 def _rtf(runtime, voice: str, sentences: list[str]) -> dict:
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     started = time.perf_counter()
     synthesize_speech(sentences[0], voice=voice, runtime=runtime, save=False)  # loads the engine
@@ -67,8 +67,8 @@ def run() -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from piper import PiperVoice
 
-    from pipelines.tts_engines import bundled_piper_voice
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.engines import bundled_piper_voice
+    from pipelines.voice.synthesis import synthesize_speech
 
     with tempfile.TemporaryDirectory() as tmp:
         runtime = _runtime(Path(tmp))

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def app_config(tmp_path):
-    from pipelines.settings import AppConfig
+    from pipelines.core.settings import AppConfig
 
     return AppConfig(models_dir=tmp_path / "models", outputs_dir=tmp_path / "outputs", port=free_port())
 
@@ -45,7 +45,7 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
 def studio(tmp_path_factory):
     """The whole studio launched in-process on a free port; yields (demo, url, config)."""
     from aigc_ui.app import build_app, launch_kwargs, queue_kwargs
-    from pipelines.settings import AppConfig
+    from pipelines.core.settings import AppConfig
 
     root = tmp_path_factory.mktemp("studio")
     config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),

@@ -15,7 +15,7 @@ HEAVY_LIBRARIES = ("torch", "diffusers", "transformers", "llama_cpp", "piper", "
 
 def test_building_the_app_loads_no_model_library():
     """Start-up stays fast and small: no heavy library is imported until a tab needs it."""
-    code = ("import sys; from aigc_ui.app import build_app; from pipelines.settings import AppConfig; "
+    code = ("import sys; from aigc_ui.app import build_app; from pipelines.core.settings import AppConfig; "
             "import tempfile; d=tempfile.mkdtemp(); "
             "build_app(AppConfig(models_dir=d+'/m', outputs_dir=d+'/o')); "
             f"print([m for m in {HEAVY_LIBRARIES!r} if m in sys.modules])")

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from pipelines.cache import ModelCache, process_rss
-from pipelines.errors import ModelLoadError, UserError
+from pipelines.core.cache import ModelCache, process_rss
+from pipelines.core.errors import ModelLoadError, UserError
 
 MB = 2**20
 

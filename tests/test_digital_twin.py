@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import digital_twin as twin
-from pipelines import face_landmarks as fl
-from pipelines.errors import UserError
-from pipelines.settings import ASSETS_DIR, REPO_ROOT
+from pipelines.twin import pipeline as twin
+from pipelines.face import landmarks as fl
+from pipelines.core.errors import UserError
+from pipelines.core.settings import ASSETS_DIR, REPO_ROOT
 
 PHOTO = ASSETS_DIR / "astronaut.jpg"
 SCRIPT = "Hello! I am your digital twin. I was made from one photo, and I can read any script you write for me."
@@ -21,9 +21,9 @@ SCRIPT = "Hello! I am your digital twin. I was made from one photo, and I can re
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
-    from pipelines.cache import ModelCache
-    from pipelines.catalog import Catalog
-    from pipelines.runtime import Runtime
+    from pipelines.core.cache import ModelCache
+    from pipelines.core.catalog import Catalog
+    from pipelines.core.runtime import Runtime
 
     root = tmp_path_factory.mktemp("twin")
     return Runtime(cache=ModelCache(budget_bytes=2**31), catalog=Catalog(root / "models"), outputs_dir=root / "outputs")
@@ -38,8 +38,8 @@ def rendered(runtime):
 
 def _audio_track(path, fps, n_frames):
     """The audio the MP4 really holds, decoded, as RMS per video frame (the loudness envelope)."""
-    from pipelines.talking_head import loudness_envelope
-    from pipelines.video_io import load_audio
+    from pipelines.twin.driving import loudness_envelope
+    from pipelines.core.media import load_audio
 
     audio, rate = load_audio(path, sample_rate=16000)
     return loudness_envelope(audio, rate, n_frames, fps)
@@ -47,7 +47,7 @@ def _audio_track(path, fps, n_frames):
 
 @pytest.mark.slow
 def test_video_decodes_in_every_browser_and_durations_match(rendered):
-    from pipelines.video_io import probe_video
+    from pipelines.core.media import probe_video
 
     info = probe_video(rendered.path)
     assert (info.video_codec, info.pixel_format, info.audio_codec) == ("h264", "yuv420p", "aac")
@@ -93,11 +93,11 @@ def test_closed_mouth_frames_keep_the_face_of_the_photo(rendered, runtime):
 
 @pytest.mark.slow
 def test_a_recording_drives_the_video_and_silence_keeps_the_mouth_closed(runtime, tmp_path):
-    from pipelines.video_io import probe_video, write_wav
+    from pipelines.core.media import probe_video, write_wav
 
     silent = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 2, np.float32), 16000)
     result = twin.create_twin_video(PHOTO, audio=str(silent), output_size="photo", still=True, runtime=runtime)
-    assert any("silent" in n for n in result.notices)
+    assert any("silent" in n.en for n in result.notices)
     info = probe_video(result.path)
     assert (info.width, info.height) == (512, 512)  # the astronaut photo's own size
     assert abs(info.video_seconds - 2.0) <= 0.1
@@ -144,7 +144,7 @@ def test_inputs_are_checked_before_any_work(runtime, tmp_path):
 
 
 def test_ten_minutes_of_audio_is_refused_before_rendering(runtime, tmp_path):
-    from pipelines.video_io import write_wav
+    from pipelines.core.media import write_wav
 
     long = write_wav(tmp_path / "long.wav", np.full(8000 * 600, 0.1, np.float32), 8000)
     with pytest.raises(UserError, match="limit is 5 minutes"):
@@ -178,7 +178,7 @@ def test_several_faces_largest_first_and_a_choice(runtime):
 
 
 def test_subtitles_draw_chinese_with_a_cjk_font():
-    from pipelines import twin_overlays as ov
+    from pipelines.twin import overlays as ov
 
     assert ov.cjk_font_path(), "no CJK font: apt-get install fonts-wqy-microhei"
     patch = ov.text_patch("你好，我是你的数字分身。", 512, 512)
@@ -189,9 +189,9 @@ def test_subtitles_draw_chinese_with_a_cjk_font():
 
 
 def test_profiles_survive_a_new_runtime(runtime):
-    from pipelines import twin_profiles as profiles
-    from pipelines.cache import ModelCache
-    from pipelines.runtime import Runtime
+    from pipelines.twin import profiles
+    from pipelines.core.cache import ModelCache
+    from pipelines.core.runtime import Runtime
 
     profiles.save_profile("Ms Collins 数字", photo=PHOTO, voice="piper-joe-en", persona="an astronaut", runtime=runtime)
     again = Runtime(cache=ModelCache(), catalog=runtime.catalog, outputs_dir=runtime.outputs_dir)  # "a restart"
@@ -218,7 +218,7 @@ def test_cli_says_one_line_and_fails_on_bad_input(tmp_path):
 def test_api_create_twin_video(client, tmp_path):
     from gradio_client import handle_file
 
-    from pipelines.video_io import probe_video, write_wav
+    from pipelines.core.media import probe_video, write_wav
 
     sr = 16000
     t = np.arange(sr * 2) / sr
@@ -240,9 +240,9 @@ def test_api_create_twin_video(client, tmp_path):
 
 
 def test_stop_ends_the_render_and_leaves_no_half_written_file(runtime, tmp_path):
-    from pipelines.errors import Stopped
-    from pipelines.jobs import StopToken
-    from pipelines.video_io import write_wav
+    from pipelines.core.errors import Stopped
+    from pipelines.core.jobs import StopToken
+    from pipelines.core.media import write_wav
 
     voice = write_wav(tmp_path / "tone.wav", (0.2 * np.sin(np.arange(16000 * 3) / 8)).astype(np.float32), 16000)
     token = StopToken()
@@ -274,7 +274,7 @@ def test_a_cartoon_face_is_animated_sensibly(runtime, tmp_path):
     """A drawn cartoon face (no photo) is found and its mouth opens with the speech."""
     from PIL import ImageDraw
 
-    from pipelines.video_io import probe_video
+    from pipelines.core.media import probe_video
 
     cartoon = Image.new("RGB", (512, 512), (120, 180, 240))
     draw = ImageDraw.Draw(cartoon)

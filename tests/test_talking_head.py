@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pipelines import talking_head as th
+from pipelines.twin import driving
+from pipelines.twin import engines
+from pipelines.twin.engines import classic
 
 
 @dataclass
@@ -28,14 +30,14 @@ class T:  # a Timing as the voice pipeline gives it
     ("", "neutral"), ("你", "neutral"), ("?", "neutral"),
 ])
 def test_viseme_for_phonemes_and_letters(symbol, shape):
-    assert th.viseme_for(symbol) == shape
+    assert driving.viseme_for(symbol) == shape
 
 
 def test_phoneme_timings_shape_the_mouth():
     fps = 25
     timings = [T(0.0, 0.4, "m", "phoneme"), T(0.4, 0.8, "a", "phoneme"), T(0.8, 1.2, "u", "phoneme"),
                T(1.2, 1.6, "i", "phoneme")]
-    opening, width = th.mouth_shape_track(timings, n_frames=40, fps=fps)
+    opening, width = driving.mouth_shape_track(timings, n_frames=40, fps=fps)
     m, a, u, i = (slice(2, 8), slice(12, 18), slice(22, 28), slice(32, 38))
     assert opening[m].mean() < 0.2 < opening[a].mean()  # lips closed on m, open on a
     assert opening[a].mean() > opening[i].mean()
@@ -43,15 +45,15 @@ def test_phoneme_timings_shape_the_mouth():
 
 
 def test_word_timings_are_spread_over_letters():
-    opening, width = th.mouth_shape_track([T(0.0, 1.0, "moo", "word")], n_frames=25, fps=25)
+    opening, width = driving.mouth_shape_track([T(0.0, 1.0, "moo", "word")], n_frames=25, fps=25)
     assert opening[:5].mean() < opening[15:].mean()  # "m" first, then the round "oo"
     assert width[15:].mean() < -0.3
 
 
 def test_sentence_timings_or_none_leave_loudness_alone():
     for timings in ([], [T(0, 1, "Hello there.", "sentence")]):
-        opening, width = th.mouth_shape_track(timings, n_frames=25, fps=25)
-        assert np.allclose(opening, th.VISEMES["neutral"][0]) and np.allclose(width, 0)
+        opening, width = driving.mouth_shape_track(timings, n_frames=25, fps=25)
+        assert np.allclose(opening, driving.VISEMES["neutral"][0]) and np.allclose(width, 0)
 
 
 def test_opening_follows_loudness_and_silence_stays_closed():
@@ -59,22 +61,22 @@ def test_opening_follows_loudness_and_silence_stays_closed():
     t = np.arange(sr * 2) / sr
     envelope = np.where((t % 0.5) < 0.25, 1.0, 0.0)  # 0.25 s bursts of sound, then silence
     audio = (0.3 * envelope * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
-    loud = th.loudness_envelope(audio, sr, 50, fps)
-    opening = th.jaw_opening(loud)
+    loud = driving.loudness_envelope(audio, sr, 50, fps)
+    opening = driving.jaw_opening(loud)
     assert opening.max() == pytest.approx(1.0, abs=0.01)
     assert np.corrcoef(opening, loud)[0, 1] > 0.9
     assert opening[2:5].mean() > 0.8 and opening[8:12].mean() < 0.35  # open in a burst, closing after
-    silent = th.jaw_opening(th.loudness_envelope(np.zeros(sr, np.float32), sr, 25, fps))
+    silent = driving.jaw_opening(driving.loudness_envelope(np.zeros(sr, np.float32), sr, 25, fps))
     assert not silent.any()
 
 
 def test_blinks_and_head_motion_are_seeded_and_bounded():
-    a = th.blink_track(500, 25, np.random.default_rng(1))
-    b = th.blink_track(500, 25, np.random.default_rng(1))
+    a = driving.blink_track(500, 25, np.random.default_rng(1))
+    b = driving.blink_track(500, 25, np.random.default_rng(1))
     assert np.array_equal(a, b) and 0 < a.max() <= 1
     blinks = np.count_nonzero(np.diff((a > 0.5).astype(int)) == 1)
     assert 2 <= blinks <= 12  # 20 s: a blink every 2-6 s
-    head = th.head_motion_track(500, 25, np.random.default_rng(1))
+    head = driving.head_motion_track(500, 25, np.random.default_rng(1))
     assert np.abs(head[:, 0]).max() < 0.05  # roll under 3 degrees: subtle
 
 
@@ -84,7 +86,7 @@ def test_blinks_and_head_motion_are_seeded_and_bounded():
 def test_tps_interpolates_its_control_points():
     rng = np.random.default_rng(0)
     controls = rng.uniform(0, 100, (12, 2)).astype(np.float32)
-    matrix = th.tps_matrix(controls, controls, regularization=1e-6)
+    matrix = classic.tps_matrix(controls, controls, regularization=1e-6)
     disp = rng.normal(0, 3, (12, 2)).astype(np.float32)
     assert np.allclose(matrix @ disp, disp, atol=0.05)
 
@@ -104,7 +106,7 @@ def _dot_center(img):
 def test_warp_moves_what_the_control_points_move_and_pins_the_border():
     img = _dot_image()
     controls = np.array([(100, 100), (90, 100), (110, 100), (100, 90), (100, 110)], np.float32)
-    warp = th.FaceWarp(img, controls, region=(40, 40, 160, 160))
+    warp = classic.FaceWarp(img, controls, region=(40, 40, 160, 160))
     still = warp.warp(np.zeros((5, 2), np.float32))
     assert np.abs(still.astype(int) - img[40:160, 40:160].astype(int)).max() <= 1  # no motion, no change
     moved = warp.warp(np.tile(np.float32([6, -4]), (5, 1)))
@@ -120,36 +122,36 @@ def test_mouth_interior_darkens_between_the_lips():
     frame = np.full((100, 100, 3), 180, np.uint8)
     upper = np.array([(30, 50), (50, 45), (70, 50)], np.float32)
     lower = np.array([(30, 50), (50, 65), (70, 50)], np.float32)
-    th.draw_mouth_interior(frame, upper, lower, gap=20, eye_distance=60)
+    classic.draw_mouth_interior(frame, upper, lower, gap=20, eye_distance=60)
     assert frame[58, 50].mean() < 90  # the cavity is dark
     assert frame[47, 50].mean() > frame[58, 50].mean()  # teeth under the upper lip are lighter
     assert (frame[10, 10] == 180).all()  # nothing outside the mouth changes
 
 
 def test_engine_registry_resolves_the_classic_engine(tmp_path):
-    from pipelines.cache import ModelCache
-    from pipelines.catalog import Catalog
-    from pipelines.errors import ModelLoadError
-    from pipelines.runtime import Runtime
+    from pipelines.core.cache import ModelCache
+    from pipelines.core.catalog import Catalog
+    from pipelines.core.errors import ModelLoadError
+    from pipelines.core.runtime import Runtime
 
     runtime = Runtime(cache=ModelCache(budget_bytes=2**30), catalog=Catalog(tmp_path), outputs_dir=tmp_path)
-    key, loader, label = th.load_engine("classic", runtime)
-    assert key.startswith("twin:classic") and isinstance(loader(), th.ClassicEngine)
-    assert "classic" in th.engine_backends()
+    key, loader, label = engines.load_engine("classic", runtime)
+    assert key.startswith("twin:classic") and isinstance(loader(), classic.ClassicEngine)
+    assert "classic" in engines.engine_backends()
     with pytest.raises(ModelLoadError):
-        th.load_engine("no-such-engine", runtime)
+        engines.load_engine("no-such-engine", runtime)
 
 
 @pytest.mark.slow
 def test_rig_on_a_real_face_opens_the_mouth_and_keeps_the_rest():
     from PIL import Image
 
-    from pipelines import face_landmarks as fl
-    from pipelines.settings import ASSETS_DIR
+    from pipelines.face import landmarks as fl
+    from pipelines.core.settings import ASSETS_DIR
 
     image = np.asarray(Image.open(ASSETS_DIR / "astronaut.jpg").convert("RGB"))
     face = fl.detect_faces(image)[0]
-    rig = th.FaceRig(image, face)
+    rig = classic.FaceRig(image, face)
     rest = rig.render(opening=0.0)
     assert np.abs(rest.astype(int) - image.astype(int)).mean() < 0.5  # at rest the photo is unchanged
     wide = rig.render(opening=1.0)

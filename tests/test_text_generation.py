@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import ModelLoadError, UserError
-from pipelines.jobs import StopToken
-from pipelines.llm_backends import banned_ngram_tokens
-from pipelines.runtime import Runtime
-from pipelines.settings import AppConfig
-from pipelines.text_generation import (clean_script, generate_text, save_text, stream_text, twin_script_target,
+from pipelines.core.errors import ModelLoadError, UserError
+from pipelines.core.jobs import StopToken
+from pipelines.text.backends import banned_ngram_tokens
+from pipelines.core.runtime import Runtime
+from pipelines.core.settings import AppConfig
+from pipelines.text.generation import (clean_script, generate_text, save_text, stream_text, twin_script_target,
                                        write_twin_script)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.errors import ModelLoadError, Stopped, UserError
-from pipelines.jobs import StopToken
-from pipelines.png_metadata import parse_a1111_text, read_png_parameters
+from pipelines.core.errors import ModelLoadError, Stopped, UserError
+from pipelines.core.jobs import StopToken
+from pipelines.core.png_metadata import parse_a1111_text, read_png_parameters
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(steps=2, width=64, height=64)
@@ -21,15 +21,15 @@ FAST = dict(steps=2, width=64, height=64)
 
 @pytest.fixture
 def runtime(tmp_path, tiny_sd_dir):
-    from pipelines.runtime import Runtime
-    from pipelines.settings import AppConfig
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
 
     shutil.copytree(tiny_sd_dir, tmp_path / "models" / "image" / "tiny-sd")
     return Runtime.from_config(AppConfig(models_dir=tmp_path / "models", outputs_dir=tmp_path / "outputs"))
 
 
 def generate(runtime, prompt="a red fox in the snow", **kw):
-    from pipelines.text_to_image import generate_images
+    from pipelines.image.text_to_image import generate_images
 
     return generate_images(prompt, **{"model": "tiny-sd", **FAST, **kw}, runtime=runtime)
 
@@ -102,7 +102,7 @@ def test_parse_foreign_a1111_text():
 
 @pytest.mark.slow
 def test_stop_in_the_middle_keeps_finished_images_only(runtime):
-    from pipelines.text_to_image import generate_images
+    from pipelines.image.text_to_image import generate_images
 
     stop = StopToken()
     seen = []
@@ -153,7 +153,7 @@ def test_offline_hub_model_and_pickled_checkpoint_explained(runtime):
 
 @pytest.mark.slow
 def test_rounding_long_prompt_and_schedulers(runtime):
-    from pipelines.text_to_image import SCHEDULERS
+    from pipelines.image.text_to_image import SCHEDULERS
 
     result = generate(runtime, prompt="a very long prompt " * 10, width=100, seed=2)
     assert result.images[0].size == (104, 64)

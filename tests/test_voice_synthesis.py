@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.errors import ModelLoadError, Stopped, UserError
-from pipelines.jobs import StopToken
-from pipelines.text_normalize import (has_speakable_content, normalize_numbers, plan_segments,
+from pipelines.core.errors import ModelLoadError, Stopped, UserError
+from pipelines.core.jobs import StopToken
+from pipelines.voice.text_normalize import (has_speakable_content, normalize_numbers, plan_segments,
                                       split_by_language, split_sentences)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ FOX = "The quick brown fox jumps over the lazy dog."
 
 @pytest.fixture
 def runtime(app_config):
-    from pipelines.runtime import Runtime
+    from pipelines.core.runtime import Runtime
 
     app_config.ensure_dirs()
     return Runtime.from_config(app_config)
@@ -31,8 +31,8 @@ def runtime(app_config):
 @pytest.fixture(scope="module")
 def shared_runtime(tmp_path_factory):
     """One runtime (one cache) for the tests that load real voices, so each loads once."""
-    from pipelines.runtime import Runtime
-    from pipelines.settings import AppConfig
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
 
     root = tmp_path_factory.mktemp("voice")
     config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs")
@@ -84,7 +84,7 @@ def test_only_punctuation_or_emoji_is_not_speakable_and_plan_marks_pauses():
 # ---------------------------------------------------------------- real engines
 @pytest.mark.slow
 def test_piper_speaks_english_with_word_timings(shared_runtime):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     result = synthesize_speech(FOX, voice="piper-joe-en", runtime=shared_runtime)
     assert result.sample_rate == 22050 and result.audio.dtype == np.float32
@@ -103,7 +103,7 @@ def test_piper_speaks_english_with_word_timings(shared_runtime):
     ("espeak-ng:cmn", "今天天气很好，我们去公园散步吧。", 1.5, 6.0),
 ])
 def test_espeak_speaks_english_and_mandarin_with_word_events(shared_runtime, voice, text, low, high):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     result = synthesize_speech(text, voice=voice, runtime=shared_runtime, save=False)
     assert result.sample_rate == 22050 and low < result.duration < high and rms(result.audio) > 0.02
@@ -114,7 +114,7 @@ def test_espeak_speaks_english_and_mandarin_with_word_events(shared_runtime, voi
 
 @pytest.mark.slow
 def test_auto_sends_chinese_to_a_mandarin_voice_and_english_to_piper(shared_runtime):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     result = synthesize_speech("Hello, my friend. 你好，朋友。", voice="auto", runtime=shared_runtime, save=False)
     assert result.params["voices_used"] == ["espeak-ng:cmn", "piper-joe-en"]
@@ -125,7 +125,7 @@ def test_auto_sends_chinese_to_a_mandarin_voice_and_english_to_piper(shared_runt
 
 @pytest.mark.slow
 def test_tiny_vits_from_models_folder_through_transformers(app_config, runtime):
-    from pipelines.voice_synthesis import list_voices, synthesize_speech
+    from pipelines.voice.synthesis import list_voices, synthesize_speech
     from tests.tiny_models import build_tiny_vits
 
     build_tiny_vits(app_config.models_dir / "voices" / "tiny-vits")
@@ -140,7 +140,7 @@ def test_tiny_vits_from_models_folder_through_transformers(app_config, runtime):
 @pytest.mark.parametrize("text, words", [("", "type some text"), ("   \n", "type some text"),
                                          ("?!... 😀🎉", "only punctuation")])
 def test_empty_or_wordless_text_is_refused(runtime, text, words):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     with pytest.raises(UserError, match=words) as caught:
         synthesize_speech(text, runtime=runtime)
@@ -149,7 +149,7 @@ def test_empty_or_wordless_text_is_refused(runtime, text, words):
 
 @pytest.mark.slow
 def test_a_language_the_voice_cannot_speak_is_refused(runtime):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     with pytest.raises(UserError, match="speaks en, but this text is in zh"):
         synthesize_speech("今天天气很好。", voice="piper-joe-en", runtime=runtime)
@@ -162,7 +162,7 @@ def test_a_language_the_voice_cannot_speak_is_refused(runtime):
 
 
 def test_hub_voice_without_network_says_where_to_put_it(runtime):
-    from pipelines.voice_synthesis import synthesize_speech
+    from pipelines.voice.synthesis import synthesize_speech
 
     with pytest.raises(ModelLoadError, match="models/voices"):
         synthesize_speech("Hello.", voice="mms-tts-eng", runtime=runtime)
@@ -171,7 +171,7 @@ def test_hub_voice_without_network_says_where_to_put_it(runtime):
 # ---------------------------------------------------------------- my voice
 @pytest.mark.slow
 def test_my_voice_is_trimmed_normalised_resampled_and_listed(runtime, tmp_path):
-    from pipelines.voice_synthesis import list_my_voices, save_my_voice
+    from pipelines.voice.synthesis import list_my_voices, save_my_voice
 
     rate = 44100
     tone = 0.05 * np.sin(2 * np.pi * 220 * np.arange(2 * rate) / rate)
@@ -188,7 +188,7 @@ def test_my_voice_is_trimmed_normalised_resampled_and_listed(runtime, tmp_path):
 
 
 def test_bad_uploads_get_clear_messages(runtime, tmp_path):
-    from pipelines.voice_synthesis import save_my_voice
+    from pipelines.voice.synthesis import save_my_voice
 
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
@@ -208,7 +208,7 @@ def test_bad_uploads_get_clear_messages(runtime, tmp_path):
 # ---------------------------------------------------------------- long text, Stop
 @pytest.mark.slow
 def test_5000_characters_stream_with_bounded_memory(shared_runtime):
-    from pipelines.voice_synthesis import stream_speech
+    from pipelines.voice.synthesis import stream_speech
 
     paragraph = ("The studio reads long texts one sentence at a time. Each sentence is written to the file "
                  "as soon as it is made, so memory stays flat. ")
@@ -233,7 +233,7 @@ def test_5000_characters_stream_with_bounded_memory(shared_runtime):
 
 @pytest.mark.slow
 def test_stop_keeps_what_was_spoken(shared_runtime):
-    from pipelines.voice_synthesis import stream_speech, synthesize_speech
+    from pipelines.voice.synthesis import stream_speech, synthesize_speech
 
     stop = StopToken()
     stream = stream_speech("One. Two. Three. Four. Five.", voice="espeak-ng:en-us", runtime=shared_runtime, stop=stop)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError, UserError
+from ..core.errors import ModelLoadError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class TransformersEngine:
         audio = np.asarray(out["audio"], dtype=np.float32).reshape(-1)
         rate = int(out.get("sampling_rate") or self.sample_rate)
         if self.model_type != "vits" and abs(speed - 1.0) > 1e-3:
-            from .voice_audio import time_stretch
+            from .audio_dsp import time_stretch
 
             audio = time_stretch(audio, speed, rate)
         return EngineAudio(rate, np.clip(audio, -1.0, 1.0), [])

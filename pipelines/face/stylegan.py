@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelLoadError, Stopped, UserError
-from .jobs import ProgressFn, StopToken, check_stop, report
+from ..core.errors import ModelLoadError, Stopped, UserError
+from ..core.jobs import ProgressFn, StopToken, check_stop, report
 
 CHECKPOINT_FORMAT = "aigc-stylegan-1"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -301,7 +301,7 @@ def save_checkpoint(path: Path, *, config: StyleGANConfig, generator, generator_
     Written to a temporary name and renamed, so a crash or Stop never leaves half a checkpoint."""
     from safetensors.torch import save_file
 
-    from .outputs import atomic_path
+    from ..core.outputs import atomic_path
 
     tensors = {f"g_ema.{k}": v for k, v in generator_ema.state_dict().items()}
     tensors.update({f"g.{k}": v for k, v in generator.state_dict().items()})
@@ -544,7 +544,7 @@ def train_stylegan(*, images: Path, checkpoint: Path, config: StyleGANConfig | N
 def _write_samples(generator_ema, z, folder: Path, step: int) -> Path:
     import torch
 
-    from .outputs import atomic_path
+    from ..core.outputs import atomic_path
 
     with torch.no_grad():
         noise = generator_ema.make_noise(z.shape[0], torch.Generator().manual_seed(0), z.device)

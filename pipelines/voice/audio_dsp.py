@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..core.errors import UserError
 
 TARGET_RMS_DBFS = -20.0  # speech loudness after normalisation (broadcast speech sits near -20..-16)
 PEAK_LIMIT = 0.97

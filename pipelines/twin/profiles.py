@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .outputs import atomic_path, write_json_atomic
-from .runtime import Runtime
+from ..core.errors import UserError
+from ..core.outputs import atomic_path, write_json_atomic
+from ..core.runtime import Runtime
 
 FOLDER = "twin_profiles"
 
@@ -55,7 +55,7 @@ def save_profile(name: str, *, photo: Any, voice: str | None = None, recording: 
     """Save (or overwrite) the profile ``name``; returns it with the paths of the stored copies."""
     from PIL import Image
 
-    from .digital_twin import load_photo
+    from .pipeline import load_photo
 
     runtime = runtime or Runtime.default()
     folder = _folder(runtime) / safe_name(name)
@@ -119,7 +119,7 @@ def delete_profile(name: str, runtime: Runtime | None = None) -> bool:
     return True
 
 
-if __name__ == "__main__":  # python -m pipelines.twin_profiles: list the saved profiles
+if __name__ == "__main__":  # python -m pipelines.twin.profiles: list the saved profiles
     for profile_name in list_profiles():
         print(profile_name)
     sys.exit(0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-from .jobs import StopToken
+from ..core.jobs import StopToken
 
 Prompt = Union[str, list[dict]]  # plain text (base models) or chat messages (instruct models)
 
