@@ -163,3 +163,21 @@ def test_rig_on_a_real_face_opens_the_mouth_and_keeps_the_rest():
     assert (wide[outside] == image[outside]).all()  # only the face region is touched
     closed_eyes = rig.render(opening=0.0, blink=1.0)
     assert np.abs(closed_eyes.astype(int) - image.astype(int)).sum() > 0
+
+
+@pytest.mark.slow
+def test_posed_frames_say_where_every_landmark_went():
+    """Engines built on the classic motion (a neural mouth) place their crop from these points."""
+    from PIL import Image
+
+    from pipelines.core.settings import ASSETS_DIR
+    from pipelines.face import landmarks as fl
+
+    image = np.asarray(Image.open(ASSETS_DIR / "astronaut.jpg").convert("RGB"))
+    face = fl.detect_faces(image)[0]
+    posed = classic.FaceRig(image, face).render_posed(opening=1.0, head=np.array([0.03, 0.06, 0.02], np.float32))
+    assert posed.points.shape == face.points.shape
+    measured = fl.detect_faces(posed.image)[0].points
+    predicted_error = np.abs(measured - posed.points).mean() / face.eye_distance
+    unmoved_error = np.abs(measured - face.points).mean() / face.eye_distance
+    assert predicted_error < 0.6 * unmoved_error and predicted_error < 0.03

@@ -43,6 +43,18 @@ class AnimationJob:
     options: AnimationOptions = field(default_factory=AnimationOptions)
 
 
+@dataclass
+class PosedFrame:
+    """One frame and where the face is in it: every Face Mesh landmark after this frame's motion.
+
+    Engines that redraw part of the face (a neural mouth) on top of another engine's motion use the
+    points to place their crop and blend mask.
+    """
+
+    image: np.ndarray  # RGB uint8, the job image's size
+    points: np.ndarray  # (478, 2) float32, ``job.face.points`` moved as this frame shows them
+
+
 class TalkingHeadEngine(ABC):
     name = "engine"
 

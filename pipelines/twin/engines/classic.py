@@ -16,7 +16,7 @@ import numpy as np
 from ...core.jobs import StopToken, check_stop
 from ...face import landmarks as fl
 from ..driving import blink_track, driving_signal, head_motion_track
-from . import AnimationJob, TalkingHeadEngine, register_engine
+from . import AnimationJob, PosedFrame, TalkingHeadEngine, register_engine
 
 # ---------------------------------------------------------------- thin-plate spline on a coarse grid
 
@@ -131,6 +131,11 @@ class ClassicEngine(TalkingHeadEngine):
     CORNER_SPREAD = 0.07
 
     def animate(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[np.ndarray]:
+        for posed in self.animate_posed(job, stop=stop):
+            yield posed.image
+
+    def animate_posed(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[PosedFrame]:
+        """Like ``animate``, with every landmark's position in each frame (for engines built on top)."""
         rig = FaceRig(job.image, job.face)
         opts = job.options
         rng = np.random.default_rng(opts.seed)
@@ -142,9 +147,9 @@ class ClassicEngine(TalkingHeadEngine):
         head *= 0.5 + 0.5 * min(gain, 1.5)
         for i in range(job.n_frames):
             check_stop(stop)
-            yield rig.render(opening=float(signal.opening[i]) * (0.35 + 0.65 * gain),
-                             width=float(signal.width[i]) * min(gain, 1.0),
-                             blink=float(blinks[i]), head=head[i])
+            yield rig.render_posed(opening=float(signal.opening[i]) * (0.35 + 0.65 * gain),
+                                   width=float(signal.width[i]) * min(gain, 1.0),
+                                   blink=float(blinks[i]), head=head[i])
 
 
 register_engine("classic", lambda spec, runtime: ClassicEngine())
@@ -172,6 +177,8 @@ class FaceRig:
         self.row = {p: i for i, p in enumerate(self.index)}
         self.controls = pts[self.index]
         self.warp = FaceWarp(self.image, self.controls, self.region)
+        # where every landmark goes, from the control displacements (one small product per frame)
+        self.point_matrix = tps_matrix(self.warp.controls, pts)[:, : self.warp.n_moving]
         self._precompute_weights()
 
     def _precompute_weights(self) -> None:
@@ -228,6 +235,11 @@ class FaceRig:
     def render(self, opening: float, width: float = 0.0, blink: float = 0.0,
                head: np.ndarray | None = None) -> np.ndarray:
         """One RGB frame of the whole image with the face posed as asked."""
+        return self.render_posed(opening, width, blink, head).image
+
+    def render_posed(self, opening: float, width: float = 0.0, blink: float = 0.0,
+                     head: np.ndarray | None = None) -> PosedFrame:
+        """The frame and every landmark's position in it."""
         head = np.zeros(3, np.float32) if head is None else head
         d = self.displacement(opening, width, blink, head)
         region = self.warp.warp(d)
@@ -241,7 +253,7 @@ class FaceRig:
             draw_mouth_interior(frame, moved[self.inner_upper], moved[self.inner_lower], lip_gap, self.s,
                                 strength=min(1.0, (lip_gap - base_gap) / (0.04 * self.s)),
                                 teeth_color=self.teeth_color)
-        return frame
+        return PosedFrame(frame, self.pts + self.point_matrix @ d)
 
 
 def _visible_teeth_color(image: np.ndarray, pts: np.ndarray) -> np.ndarray | None:
