@@ -8,7 +8,7 @@ import inspect
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import gradio as gr
 
@@ -16,6 +16,7 @@ from pipelines.core.cache import ModelCache
 from pipelines.core.catalog import Catalog
 from pipelines.core.errors import Stopped, UserError
 from pipelines.core.jobs import ProgressFn, StopToken
+from pipelines.core.notices import Notice
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import AppConfig
 
@@ -113,6 +114,12 @@ def language_of(request: gr.Request | None, default: str = "auto") -> str:
     if first:
         return "en"
     return default
+
+
+def show_notices(notices: Iterable[Notice], lang: str) -> None:
+    """A pipeline's notices as toasts in the user's language: info -> gr.Info, warning -> gr.Warning."""
+    for notice in notices:
+        (gr.Info if notice.level == "info" else gr.Warning)(notice.text(lang))
 
 
 def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:

@@ -15,7 +15,7 @@ from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
 from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, seed_value)
+                     progress_callback, seed_value, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -126,8 +126,8 @@ def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: 
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed_value(seed),
                                       truncation=truncation, save=True, runtime=ctx.runtime, stop=token,
                                       on_progress=progress_callback(progress))
-    notices = result.notices_zh if language == "zh" else result.notices
-    text = "  \n".join([say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1]), *notices])
+    show_notices(result.notices, language)
+    text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
     state = {"seeds": result.seeds, "paths": [str(p) for p in result.paths], "picked": 0}
     return _tiles(result.paths, result.seeds), text, state, str(result.paths[0]), result.seeds[0]
 
@@ -153,6 +153,7 @@ def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Reques
                                       seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
                                       save=True, runtime=ctx.runtime, stop=token,
                                       on_progress=progress_callback(progress))
+    show_notices([n for n in result.notices if n.level == "warning"], _lang(ctx, request))  # not the same info again
     seeds, paths = list(state["seeds"]), list(state["paths"])
     seeds[index], paths[index] = result.seeds[0], str(result.paths[0])
     state = {"seeds": seeds, "paths": paths, "picked": index}

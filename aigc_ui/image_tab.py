@@ -15,7 +15,8 @@ from pipelines.core.errors import UserError
 from pipelines.core.png_metadata import read_png_parameters
 from pipelines.image import text_to_image as t2i
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through, progress_callback
+from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -147,11 +148,10 @@ def generate_image(ctx: StudioContext, prompt, negative_prompt, model, steps, gu
             width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
             scheduler=scheduler_name, runtime=ctx.runtime, stop=token, on_progress=progress_callback(progress))
     lang = language_of(request)
-    notices = result.notices_zh if lang == "zh" else result.notices
+    show_notices(result.notices, lang)
     message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
                   seeds=", ".join(map(str, result.seeds)))
-    summary = {"paths": [str(p) for p in result.paths], "seeds": result.seeds,
-               "text": "\n\n".join([message, *(f"- {n}" for n in notices)])}
+    summary = {"paths": [str(p) for p in result.paths], "seeds": result.seeds, "text": message}
     return [str(p) for p in result.paths], summary
 
 

@@ -11,7 +11,7 @@ import gradio as gr
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, seed_value
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, seed_value, show_notices
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -108,7 +108,7 @@ def info_text(stream: TextStream, lang: str, done: bool) -> str:
                    rate=stream.new_tokens / stream.seconds if stream.seconds else 0.0, **values)
     else:
         line = say("text.info_running", lang, **values)
-    return "\n\n".join([line] + [f"⚠ {n.text(lang)}" for n in stream.notices])
+    return line
 
 
 # ---------------------------------------------------------------- handlers
@@ -145,9 +145,13 @@ def generate_text_stream(ctx: StudioContext, system, prompt, model, max_new_toke
                              num_return_sequences=int(num_return_sequences), seed=seed_value(seed),
                              runtime=ctx.runtime, stop=stop)
         yield "", info_text(stream, lang, done=False), None
+        shown = 0  # notices appear while the stream runs (a trimmed prompt...): show each once, at once
         for _ in stream:
+            show_notices(stream.notices[shown:], lang)
+            shown = len(stream.notices)
             yield joined(stream.texts), info_text(stream, lang, done=False), gr.skip()
         result = stream.result()
+        show_notices(result.notices[shown:], lang)
     path = save_text(result, ctx.runtime.outputs_dir)  # kept even when stopped: it is what was made
     if result.stopped:
         gr.Info(say("common.stopped", lang))

@@ -18,7 +18,7 @@ from pipelines.core.settings import ASSETS_DIR
 from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, progress_callback
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, progress_callback, show_notices
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -225,8 +225,7 @@ def write_script(ctx: StudioContext, persona: str, topic: str, seconds: float, l
     with ctx.jobs.running(request, TAB) as token:
         result = write_twin_script(persona, topic, seconds=float(seconds), language=language,
                                    runtime=ctx.runtime, stop=token)
-    for warning in result.warnings:
-        gr.Warning(warning.text(lang) if hasattr(warning, "text") else str(warning))
+    show_notices(result.notices, lang)
     return result.text
 
 
@@ -255,8 +254,7 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
             expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
             seed=-1 if seed in (None, "") else seed, engine=engine, consent=True, runtime=ctx.runtime,
             stop=token, on_progress=progress_callback(progress))
-    for note in result.notices:
-        (gr.Info if note.level == "info" else gr.Warning)(note.text(lang))
+    show_notices(result.notices, lang)
     return result
 
 

@@ -14,7 +14,8 @@ import gradio as gr
 
 from pipelines.voice import synthesis as speech
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through, progress_callback
+from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -53,7 +54,6 @@ add_strings(
         "voice.stopped_at": "Stopped after {count} sentences; the file keeps what was spoken: `{file}`.",
         "voice.saved": "Kept as `{file}` ({seconds:.1f} s). The twin wizard lists it under your recordings.",
         "voice.cloning_available": "Voice-cloning models you can use: {names}.",
-        "voice.note": "Note: {text}",
     },
     zh={
         "voice.intro": "输入文本并选择语音。**auto** 会把中文交给普通话语音、其他文字交给该语言最合适的语音；中英混合的文本会被拆开，每一段由合适的语音朗读。数字和日期会读成文字。长文本逐句合成：第一句播放时其余部分仍在生成。",
@@ -86,7 +86,6 @@ add_strings(
         "voice.stopped_at": "已在第 {count} 句后停止；文件保留了已朗读的部分：`{file}`。",
         "voice.saved": "已保存为 `{file}`（{seconds:.1f} 秒）。数字分身向导会在你的录音中列出它。",
         "voice.cloning_available": "可用的声音克隆模型：{names}。",
-        "voice.note": "提示：{text}",
     },
 )
 
@@ -141,10 +140,9 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
     path = str(summary["path"]) if summary["path"] else None
     key = "voice.stopped_at" if summary["stopped"] else "voice.done"
     voices = ", ".join(summary["params"].get("voices_used", [])) or summary["voice"]
-    lines = [say(key, lang, seconds=seconds, voice=voices, count=count,
-                 file=summary["path"].name if summary["path"] else "-")]
-    lines += [say("voice.note", lang, text=w.text(lang) if hasattr(w, "text") else w) for w in summary["warnings"]]
-    yield path, gr.skip(), "\n\n".join(lines)
+    show_notices(summary["notices"], lang)
+    yield path, gr.skip(), say(key, lang, seconds=seconds, voice=voices, count=count,
+                               file=summary["path"].name if summary["path"] else "-")
 
 
 def stop_speaking(ctx: StudioContext, request: gr.Request) -> None:

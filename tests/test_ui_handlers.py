@@ -121,6 +121,16 @@ def test_use_as_twin_opens_the_wizard_on_the_step_that_shows_the_value(tmp_path)
     assert twin_inputs  # the app built
 
 
+def test_notices_become_toasts_by_level_in_the_users_language(capsys):
+    from aigc_ui.common import show_notices
+    from pipelines.core.notices import Notice
+
+    # Outside a running event Gradio prints gr.Info and warns gr.Warning: the same calls, observable here.
+    with pytest.warns(UserWarning, match="^乙$"):
+        show_notices([Notice("a", "甲", "info"), Notice("b", "乙", "warning")], "zh")
+    assert capsys.readouterr().out.strip() == "甲"
+
+
 # ---------------------------------------------------------------- the twin wizard
 def test_find_faces_numbers_the_faces_largest_first(ctx, two_faces):
     from aigc_ui import twin_tab
@@ -217,7 +227,8 @@ def test_profiles_save_load_and_delete(ctx, tmp_path):
 def test_reroll_replaces_only_the_picked_face(ctx):
     from aigc_ui import face_tab
 
-    tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, EN)
+    tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, ZH)
+    assert notes.startswith("使用的种子：40 到 42。")
     assert [caption for _, caption in tiles] == ["seed 40", "seed 41", "seed 42"] and picked_seed == 40
     grid, picked, picked_seed = face_tab.pick_face(grid, Select(1))
     assert picked_seed == 41 and picked == grid["paths"][1]
