@@ -105,10 +105,10 @@ def _soften_outside(canvas: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
     size = max(canvas.shape[:2])
     distance = cv2.distanceTransform((inside < 128).astype(np.uint8), cv2.DIST_L2, 5)  # px outside the photo
-    light = cv2.GaussianBlur(canvas, (0, 0), size / 100)
-    heavy = cv2.GaussianBlur(canvas, (0, 0), size / 30)
-    near = np.clip(distance / (size / 40), 0, 1)[..., None]  # sharp at the edge -> lightly blurred
-    far = np.clip((distance - size / 40) / (size / 10), 0, 1)[..., None]  # -> heavily blurred further out
+    light = cv2.GaussianBlur(canvas, (0, 0), size / 60)
+    heavy = cv2.GaussianBlur(canvas, (0, 0), size / 25)
+    near = np.clip(distance / (size / 100), 0, 1)[..., None]  # sharp at the edge -> blurred within a few pixels
+    far = np.clip((distance - size / 100) / (size / 25), 0, 1)[..., None]  # -> heavily blurred further out
     out = canvas * (1 - near) + light * near
     out = out * (1 - far) + heavy * far
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
