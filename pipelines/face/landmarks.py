@@ -52,6 +52,8 @@ class FaceLandmarks:
 
     points: np.ndarray
     image_size: tuple[int, int]  # (width, height)
+    depth: np.ndarray | None = None  # (478,) Face Mesh z in pixels (same scale as x; smaller = nearer)
+    check: "FaceCheck | None" = None  # is it a usable human face? (set by detect_faces)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -80,7 +82,9 @@ class FaceLandmarks:
     def transformed(self, matrix: np.ndarray, image_size: tuple[int, int]) -> "FaceLandmarks":
         """The same landmarks after a 2x3 affine image transform (crop, resize)."""
         pts = self.points @ matrix[:, :2].T + matrix[:, 2]
-        return FaceLandmarks(pts.astype(np.float32), image_size)
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        depth = None if self.depth is None else (self.depth * scale).astype(np.float32)
+        return FaceLandmarks(pts.astype(np.float32), image_size, depth, self.check)
 
 
 def mouth_opening(points: np.ndarray) -> float:
@@ -88,6 +92,144 @@ def mouth_opening(points: np.ndarray) -> float:
     gap = np.mean([np.linalg.norm(points[lo] - points[up]) for up, lo in INNER_LIP_PAIRS])
     a, b = OUTER_EYE_CORNERS
     return float(gap / max(np.linalg.norm(points[a] - points[b]), 1e-6))
+
+
+# ---------------------------------------------------------------- is it a human face we can animate?
+
+# Mean face-detector score over four framings (see FaceMesh.detector_confidence): photos 0.8-0.95, drawn
+# cartoons ~0.8, blurry generated faces down to 0.65; the cat 0.13, skull logos 0.42-0.60.
+MIN_DETECTOR_CONFIDENCE = 0.6
+# Calibrated by eye: generated faces in three-quarter view (about 45 degrees) measure 33-40 and ones
+# turned about 25-30 degrees measure ~21; the sample photo turned by a flat 2.5D warp measures low
+# (13, 19, 29, 40 for 20, 35, 50, 65 degrees: a flat photo keeps its frontal shading).
+MAX_YAW_DEGREES = 32.0
+
+
+@dataclass(frozen=True)
+class FaceCheck:
+    """Whether a found face is a usable human face (or a drawing that lands like one), and why not."""
+
+    confidence: float  # the face detector's mean score where the mesh found the face, 0..1
+    yaw: float  # degrees the face is turned left/right (0 = frontal), from the mesh's depth
+    problem: str = ""  # "" | "not_human" | "turned" | "mouth_hidden"
+    detail: str = ""  # which check failed, for logs and tests
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    def error(self) -> UserError | None:
+        """The message for the user (both languages), or None when the face is fine."""
+        if self.problem == "not_human":
+            return UserError(
+                "This does not look like a person's face (an animal, an object or a logo?): the eyes, nose "
+                "and mouth are not where a human face has them. Please use a clear photo of a person.",
+                zh="这看起来不像人脸（动物、物体或图案？）：眼睛、鼻子和嘴的位置不像人脸。请使用一张清晰的人像照片。")
+        if self.problem == "turned":
+            return UserError(
+                f"The face is turned too far to the side (about {abs(self.yaw):.0f} degrees as measured). "
+                "Please use a more frontal photo, looking towards the camera.",
+                zh=f"人脸侧转过多（测得约 {abs(self.yaw):.0f} 度）。请使用更正面、面向镜头的照片。")
+        if self.problem == "mouth_hidden":
+            return UserError("The mouth is covered (a mask or a hand?), so it cannot be animated. "
+                             "Please use a photo where the mouth is visible.",
+                             zh="嘴部被遮挡（口罩或手？），无法驱动。请使用能看到嘴巴的照片。")
+        return None
+
+
+def face_yaw(face: "FaceLandmarks") -> float:
+    """Left/right turn in degrees (sign: positive when the face's right-hand side of the image is further away).
+
+    From the mesh's depth: the angle of the outer eye corners' and the cheek edges' lines out of the
+    image plane. Without depth (landmarks made elsewhere), from how far the nose tip sits off-centre
+    between the cheek edges.
+    """
+    p = face.points
+    if face.depth is not None:
+        angles = [np.degrees(np.arctan2(face.depth[b] - face.depth[a], p[b, 0] - p[a, 0]))
+                  for a, b in (OUTER_EYE_CORNERS, (234, 454))]
+        return float(np.mean(angles))
+    left, right = np.linalg.norm(p[1] - p[234]), np.linalg.norm(p[1] - p[454])
+    return float(np.degrees(np.arctan((left - right) / max(left + right, 1e-6) / 0.9)))
+
+
+def _face_frame(points: np.ndarray) -> np.ndarray:
+    """Landmarks with the roll removed and scaled so that the outer eye corners sit at (-0.5, 0), (0.5, 0)."""
+    a, b = points[OUTER_EYE_CORNERS[0]].astype(np.float64), points[OUTER_EYE_CORNERS[1]].astype(np.float64)
+    angle = np.arctan2(b[1] - a[1], b[0] - a[0])
+    c, s = np.cos(-angle), np.sin(-angle)
+    return (points - (a + b) / 2) @ np.array([[c, -s], [s, c]]).T / max(np.linalg.norm(b - a), 1e-6)
+
+
+def proportions_problem(face: "FaceLandmarks") -> str:
+    """'' when eyes, nose, mouth and chin are in human order and proportions, else which check failed.
+
+    Ranges are wide (every frontal and turned photo, cartoon and generated face we tried passes); they
+    catch meshes squashed or thrown onto something else."""
+    q = _face_frame(face.points)
+    nose, mouth, chin = q[1], (q[13] + q[14]) / 2, q[152]
+    eyes_to_width = face.eye_distance / max(face.width, 1e-6)
+    checks = {
+        "eye distance / face width": 0.4 <= eyes_to_width <= 0.9,
+        "nose below the eyes": 0.15 <= nose[1] <= 1.0,
+        "mouth below the nose": nose[1] + 0.05 <= mouth[1] <= 1.6,
+        # every photo and generated face: chin >= 1.04 eye spans below the eyes; squashed logo meshes 0.88-0.92
+        "chin below the mouth": max(0.97, mouth[1] + 0.15) <= chin[1] <= 2.3,
+        "nose and mouth between the eyes": abs(nose[0]) <= 0.6 and abs(mouth[0]) <= 0.6,
+    }
+    return ", ".join(name for name, ok in checks.items() if not ok)
+
+
+def mouth_hidden(image: np.ndarray, face: "FaceLandmarks") -> bool:
+    """True when the lips and the skin around them are one flat, uniform area of a colour unlike the
+    upper face: a mask (or a hand) over the mouth. A drawn mouth, a beard or a gray photo keep structure there."""
+    import cv2
+
+    p = face.points
+    eye = max(face.eye_distance, 1.0)
+    lips = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [p[LIPS_OUTER_UPPER + LIPS_OUTER_LOWER[::-1]].astype(np.int32)], 1)
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(0.12 * eye) + 1,) * 2)
+    around = cv2.dilate(lips, grow) > 0
+    upper = np.zeros_like(lips)
+    cv2.fillPoly(upper, [p[[117, 118, 50, 205, 187, 147, 123]].astype(np.int32),
+                         p[[346, 347, 280, 425, 411, 376, 352]].astype(np.int32)], 1)  # both cheeks
+    lab = cv2.cvtColor(np.ascontiguousarray(image[..., :3], dtype=np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
+    if around.sum() < 20 or upper.sum() < 20:
+        return False
+    flat = float(lab[around][:, 0].std()) < 6.0
+    unlike_skin = float(np.linalg.norm(lab[around].mean(axis=0) - lab[upper > 0].mean(axis=0))) > 15.0
+    return flat and unlike_skin
+
+
+def assess_face(image: np.ndarray, face: "FaceLandmarks", confidence: float) -> FaceCheck:
+    """The human-face checks for one face found in ``image`` (see FaceCheck)."""
+    yaw = face_yaw(face)
+    if confidence < MIN_DETECTOR_CONFIDENCE:
+        turned = confidence >= 0.4 and abs(yaw) > MAX_YAW_DEGREES  # a real face, turned, loses some score
+        return FaceCheck(confidence, yaw, "turned" if turned else "not_human",
+                         f"face detector confidence {confidence:.2f}")
+    if abs(yaw) > MAX_YAW_DEGREES:  # before the proportions: a turned face's look squeezed from the front
+        return FaceCheck(confidence, yaw, "turned", f"yaw {yaw:.0f} degrees")
+    odd = proportions_problem(face)
+    if odd:
+        return FaceCheck(confidence, yaw, "not_human", f"proportions: {odd}")
+    if mouth_hidden(image, face):
+        return FaceCheck(confidence, yaw, "mouth_hidden", "uniform area over the mouth")
+    return FaceCheck(confidence, yaw)
+
+
+def check_human_face(face: "FaceLandmarks", image: np.ndarray | None = None, *,
+                     runtime: Runtime | None = None) -> FaceCheck:
+    """Is ``face`` a human face we can animate? Faces from :func:`detect_faces` carry the answer already;
+    for others give the ``image`` they were found in (the face detector looks at it again)."""
+    if face.check is not None:
+        return face.check
+    if image is None:
+        raise ValueError("check_human_face needs the image for a face that detect_faces did not find")
+    with load_face_mesh(runtime) as mesh:
+        face.check = assess_face(image, face, mesh.detector_confidence(image, face))
+    return face.check
 
 
 class FaceMesh:
@@ -104,6 +246,8 @@ class FaceMesh:
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True,
             min_detection_confidence=0.5)
+        # The short-range face detector alone, for a second opinion on what the mesh found (check_human_face)
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.05)
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray, search_tiles: bool = True) -> list[FaceLandmarks]:
@@ -117,7 +261,7 @@ class FaceMesh:
             for y in np.linspace(0, h - tile_h, n).astype(int):
                 for x in np.linspace(0, w - tile_w, n).astype(int):
                     for face in self._detect(rgb[y:y + tile_h, x:x + tile_w]):
-                        moved = FaceLandmarks(face.points + np.float32([x, y]), (w, h))
+                        moved = FaceLandmarks(face.points + np.float32([x, y]), (w, h), face.depth)
                         center = moved.points.mean(axis=0)
                         if not any(_inside(center, f.bbox) for f in faces):
                             faces.append(moved)
@@ -129,12 +273,41 @@ class FaceMesh:
             result = self._mesh.process(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8))
         faces = []
         for face in result.multi_face_landmarks or []:
-            pts = np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float32)
-            faces.append(FaceLandmarks(pts, (w, h)))
+            pts = np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], dtype=np.float32)
+            faces.append(FaceLandmarks(pts[:, :2].copy(), (w, h), pts[:, 2].copy()))
         return faces
+
+    def detector_confidence(self, rgb: np.ndarray, face: FaceLandmarks) -> float:
+        """How sure the face detector is that a face sits where the mesh put this one: its mean score on
+        square crops of 1.6 to 3 times the face's size (0 for a crop where it finds nothing there).
+
+        The mesh's own detector, run on tiles and with a low bar, lets a cat or a logo through now and
+        then; over four framings a real or drawn face keeps scoring (~0.65-0.95), those do not (< 0.6).
+        """
+        import cv2
+
+        x0, y0, x1, y1 = face.bbox
+        cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0, 1.0)
+        scores = []
+        for k in (1.6, 2.0, 2.5, 3.0):
+            zoom = 256 / (k * size)
+            matrix = np.float32([[zoom, 0, 128 - cx * zoom], [0, zoom, 128 - cy * zoom]])
+            crop = cv2.warpAffine(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8), matrix, (256, 256),
+                                  borderMode=cv2.BORDER_REFLECT_101)
+            with self._lock:
+                result = self._detector.process(crop)
+            best = 0.0
+            for detection in result.detections or []:
+                box = detection.location_data.relative_bounding_box
+                bx, by = (box.xmin + box.width / 2) * 256, (box.ymin + box.height / 2) * 256
+                if abs(bx - 128) < 64 and abs(by - 128) < 64:  # the same face, not a neighbour
+                    best = max(best, float(detection.score[0]))
+            scores.append(best)
+        return float(np.mean(scores))
 
     def close(self) -> None:
         self._mesh.close()
+        self._detector.close()
 
 
 def _inside(point, bbox) -> bool:
@@ -154,7 +327,10 @@ def detect_faces(image: np.ndarray, *, runtime: Runtime | None = None) -> list[F
     if image.ndim != 3 or image.shape[2] < 3:
         raise UserError("The image must be a colour (RGB) picture.", zh="图片必须是彩色（RGB）图像。")
     with load_face_mesh(runtime) as mesh:
-        return mesh.detect(image)
+        faces = mesh.detect(image)
+        for face in faces:
+            face.check = assess_face(image, face, mesh.detector_confidence(image, face))
+        return faces
 
 
 def mouth_openings_in_video(path: Path, *, runtime: Runtime | None = None) -> list[float | None]:

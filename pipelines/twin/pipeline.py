@@ -34,13 +34,13 @@ from ..core.notices import Notice
 from ..core.seeds import resolve_seed
 from ..core.outputs import atomic_path, new_output_path, write_params
 from ..core.runtime import Runtime
+from .framing import FACE_CROP_SIZE, frame_face, frame_photo  # noqa: F401 - scripts call frame_photo from here
 
 MAX_SECONDS = 300.0  # 5 minutes: longer clips are refused with a reason, not rendered for an hour
 MAX_PHOTO_SIDE = 2048  # bigger photos are downscaled first
 MAX_PHOTO_PIXELS = 100_000_000  # refuse to even decode more than this (a 20000 x 20000 image is 400 MP)
 MIN_PHOTO_SIDE = 64
 MIN_FACE_WIDTH = 60  # pixels across the face in the (downscaled) photo
-FACE_CROP_SIZE = 512
 OUTPUT_SIZES = ("face", "photo")  # a 512 px face crop, or the photo's own size up to 1080p
 AI_LABEL = "AI-generated · AI 生成"
 AI_LABEL_EN = "AI-generated"
@@ -125,6 +125,11 @@ def choose_face(faces: list[fl.FaceLandmarks], face_index: int | None) -> tuple[
                         "to animate well. Use a closer photo or crop it around the face.",
                         zh=f"人脸太小（宽 {face.width:.0f} 像素，至少需要 {MIN_FACE_WIDTH} 像素），无法很好地驱动。"
                            "请使用更近的照片，或把照片裁剪到脸部附近。")
+    # Not a person (a cat, a logo), turned too far, or the mouth covered: the same checks, and the same
+    # message, at the photo step and at the render (faces from detect_faces carry their check).
+    problem = face.check.error() if face.check is not None else None
+    if problem is not None:
+        raise problem
     return face, index
 
 
@@ -143,30 +148,6 @@ def _check_inputs(script: str, audio: Any, expression: float, fps: int, output_s
         raise UserError("Frame rate must be between 10 and 60.", zh="帧率必须在 10 到 60 之间。")
 
 
-# ---------------------------------------------------------------- 2. framing
-
-
-def frame_photo(photo: np.ndarray, face: fl.FaceLandmarks, output_size: str) -> tuple[np.ndarray, fl.FaceLandmarks]:
-    """The video frame (a 512 px face crop, or the photo fitted in 1920x1080) and the face in its pixels."""
-    import cv2
-
-    h, w = photo.shape[:2]
-    if output_size == "face":
-        x0, y0, x1, y1 = face.bbox
-        side = 2.0 * max(x1 - x0, y1 - y0)
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + 0.1 * (y1 - y0)  # a little lower: room for chin and neck
-        scale = FACE_CROP_SIZE / side
-        matrix = np.array([[scale, 0, FACE_CROP_SIZE / 2 - cx * scale], [0, scale, FACE_CROP_SIZE / 2 - cy * scale]])
-        size = (FACE_CROP_SIZE, FACE_CROP_SIZE)
-    else:
-        scale = min(1.0, 1920 / max(w, h), 1080 / min(w, h))
-        size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))  # yuv420p: even sides
-        matrix = np.array([[size[0] / w, 0, 0], [0, size[1] / h, 0]])
-    interp = cv2.INTER_AREA if matrix[0, 0] < 1 else cv2.INTER_CUBIC
-    canvas = cv2.warpAffine(photo, matrix, size, flags=interp, borderMode=cv2.BORDER_REPLICATE)
-    return canvas, face.transformed(matrix.astype(np.float32), size)
-
-
 # ---------------------------------------------------------------- 3. voice
 
 
@@ -177,6 +158,9 @@ class _Voice:
     timings: list
     name: str
     language: str = ""
+    mouth_shapes: str = "voice"  # where the phoneme timings come from: voice | words | sound | silent
+    transcript: str = ""  # what speech recognition heard in a recording
+    notices: list[Notice] = field(default_factory=list)
 
 
 def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None) -> _Voice:
@@ -190,18 +174,25 @@ def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | N
                   list(speech.timings or []), str(speech.voice), str(getattr(speech, "language", "")))
 
 
-def _recording(audio: Any) -> _Voice:
+def _recording(audio: Any, runtime: Runtime, stop: StopToken | None, max_seconds: float = MAX_SECONDS) -> _Voice:
+    """A user's recording, with phoneme timings found in it (alignment.py) so the lips take shapes."""
     from ..core.media import load_audio
+    from .alignment import align_recording
 
     if isinstance(audio, tuple):  # (sample_rate, samples) as gr.Audio(type="numpy") gives it
         rate, samples = audio
         samples = np.asarray(samples)
         if samples.dtype.kind == "i":
             samples = samples / float(np.iinfo(samples.dtype).max)
-        samples = samples.mean(axis=1) if samples.ndim == 2 else samples
-        return _Voice(samples.astype(np.float32), int(rate), [], "recording")
-    samples, rate = load_audio(audio)
-    return _Voice(samples, rate, [], "recording")
+        samples = (samples.mean(axis=1) if samples.ndim == 2 else samples).astype(np.float32)
+    else:
+        samples, rate = load_audio(audio)
+    rate = int(rate)
+    if not 0.2 <= len(samples) / max(rate, 1) <= max_seconds:  # the caller says why; no need to listen first
+        return _Voice(samples, rate, [], "recording")
+    aligned = align_recording(samples, rate, runtime=runtime, stop=stop)
+    return _Voice(samples, rate, aligned.timings, "recording", aligned.language, aligned.method, aligned.text,
+                  list(aligned.notices))
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -234,12 +225,21 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     if len(faces) > 1:
         notices.append(Notice(f"{len(faces)} faces found; animating face {face_index + 1} (the largest is 1).",
                               f"找到 {len(faces)} 张人脸；正在驱动第 {face_index + 1} 张（1 为最大的一张）。", "info"))
-    canvas, canvas_face = frame_photo(image, face, output_size)
+    framing = frame_face(image, face, output_size)
+    canvas, canvas_face = framing.image, framing.face
+    if framing.filled > 0.01:
+        notices.append(Notice("The face is close to the photo's edge: the frame was extended beyond the photo "
+                              "(softly blurred). A photo with more room around the face looks better.",
+                              "人脸离照片边缘太近：画面超出照片的部分已用柔和的模糊填充。脸部周围留有更多空间的照片效果更好。",
+                              "info"))
     check_stop(stop)
     report(on_progress, 0.05, "face")
 
-    # 3. The voice: the recording drives the video when there is one, else the script is spoken
-    spoken = _recording(audio) if audio else _speak(script.strip(), voice, runtime, stop)
+    # 3. The voice: the recording drives the video when there is one (Whisper listens for the words
+    #    first: a few seconds per minute), else the script is spoken
+    report(on_progress, 0.06, "listening to the recording" if audio else "speaking the script")
+    spoken = _recording(audio, runtime, stop, max_seconds) if audio else _speak(script.strip(), voice, runtime, stop)
+    notices.extend(spoken.notices)
     seconds = len(spoken.audio) / spoken.sample_rate
     if seconds < 0.2:
         raise UserError("The audio is empty or shorter than 0.2 s.", zh="音频为空或短于 0.2 秒。")
@@ -256,17 +256,19 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
 
     # 4. Overlays: subtitles timed to the speech, the AI-generated label
     h, w = canvas.shape[:2]
-    cues = subtitle_cues(script, seconds, spoken.timings, voiced_span(loudness, fps)) if subtitles and script.strip() else []
+    shown = script.strip() or spoken.transcript  # a recording with no script: subtitle what Whisper heard
+    cues = subtitle_cues(shown, seconds, spoken.timings, voiced_span(loudness, fps)) if subtitles and shown else []
     label = (AI_LABEL if cjk_font_path() else AI_LABEL_EN) if ai_label else None
     overlays = Overlays(w, h, fps, cues, label)
     if overlays.missing_font:
         notices.append(Notice("No Chinese font found, so the subtitles are left out: install fonts-wqy-microhei.",
                               "没有找到中文字体，因此未加字幕：请安装 fonts-wqy-microhei。"))
-    if subtitles and not script.strip():
+    if subtitles and not shown:
         notices.append(Notice("Subtitles need a script; none was given.", "字幕需要脚本，但没有提供脚本。"))
 
     params = {"task": "digital_twin", "engine": engine, "script": script, "voice": spoken.name,
-              "audio": "recording" if audio else "synthesized", "output_size": output_size,
+              "audio": "recording" if audio else "synthesized", "mouth_shapes": spoken.mouth_shapes,
+              "transcript": spoken.transcript, "output_size": output_size,
               "face_index": face_index, "faces_found": len(faces), "expression": float(expression),
               "still": bool(still), "subtitles": bool(cues), "ai_label": bool(ai_label), "fps": int(fps),
               "seed": seed, "seconds": round(seconds, 3), "size": [w, h], "ai_generated": True,
