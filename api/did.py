@@ -27,6 +27,7 @@ import binascii
 import contextlib
 import datetime as dt
 import hashlib
+import io
 import ipaddress
 import json
 import logging
@@ -161,7 +162,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """Is this client or URL host this computer (127.0.0.0/8, ::1, localhost)?"""
     if host == "localhost":
         return True
     try:
@@ -365,7 +367,7 @@ class DidApi:
         self.runtime = runtime or Runtime.from_config(config)
         self.store = TalkStore(self.runtime.outputs_dir / "did")
         self.worker = RenderWorker(config.heavy_concurrency)
-        self.open_to_others = bool(config.auth) or not _is_loopback(config.host)
+        self.open_to_others = bool(config.auth) or not is_loopback_host(config.host)
         if not config.auth and self.open_to_others:
             log.warning("The D-ID API under /did answers other computers without a password (--host %s, no --auth).",
                         config.host)
@@ -374,7 +376,7 @@ class DidApi:
     # ---- access
     def caller(self, request: Request) -> Caller:
         client = request.client.host if request.client else None
-        if not self.open_to_others and not _is_loopback(client):
+        if not self.open_to_others and not is_loopback_host(client):
             raise ApiError(403, "PermissionError", "this studio's D-ID API answers this computer only; start the "
                                                    "studio with --auth user:password to open it to others")
         credentials = parse_basic(request.headers.get("authorization"))
@@ -392,7 +394,6 @@ class DidApi:
     def _store_image(self, owner: str, data: bytes, mime: str) -> tuple[str, Path, list]:
         """Check and keep an uploaded image (re-encoded as PNG, EXIF rotation applied); returns (id, path, size)."""
         from PIL import Image, ImageOps, UnidentifiedImageError
-        import io
 
         if len(data) > MAX_IMAGE_BYTES:
             raise bad_request(f"the image is larger than {MAX_IMAGE_BYTES >> 20} MB", kind="InvalidFileSizeError")
@@ -471,7 +472,7 @@ class DidApi:
 
     def _is_this_studio(self, parts, request: Request) -> bool:
         here = request.url
-        return parts.netloc == here.netloc or (_is_loopback(parts.hostname) and (parts.port or 80) == here.port)
+        return parts.netloc == here.netloc or (is_loopback_host(parts.hostname) and (parts.port or 80) == here.port)
 
     def _resolve_source(self, owner: str, source_url: str, request: Request) -> Path:
         own = self._own_file(owner, "image", source_url, request)
@@ -484,7 +485,7 @@ class DidApi:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise bad_request("source_url must be an http(s) URL, a data: URL, or an image id/url from POST /images "
                               "(file paths and other schemes are not accepted)")
-        if self._is_this_studio(parts, request) or _is_loopback(parts.hostname):
+        if self._is_this_studio(parts, request) or is_loopback_host(parts.hostname):
             raise bad_request("source_url points at this studio but not at an image uploaded with POST /images")
         return self._store_image(owner, _fetch(source_url, MAX_IMAGE_BYTES), "")[1]
 
@@ -493,7 +494,7 @@ class DidApi:
         if own is not None:
             return own
         parts = urlsplit(audio_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or _is_loopback(parts.hostname) \
+        if parts.scheme not in ("http", "https") or not parts.hostname or is_loopback_host(parts.hostname) \
                 or self._is_this_studio(parts, request):
             raise bad_request("script.audio_url must be a url/id from POST /audios or a public http(s) URL")
         return self._store_audio(owner, _fetch(audio_url, MAX_AUDIO_BYTES), "")[1]
@@ -710,7 +711,7 @@ class DidApi:
         def result(owner: str, talk_id: str, request: Request, token: str = ""):
             """A pre-signed link (like D-ID's S3 links): the secret token in it is the permission."""
             client = request.client.host if request.client else None
-            if not self.open_to_others and not _is_loopback(client):
+            if not self.open_to_others and not is_loopback_host(client):
                 raise ApiError(403, "PermissionError", "this studio's D-ID API answers this computer only")
             if not re.fullmatch(r"(u|k)_[0-9a-f]{16}|anonymous", owner) or not _ID.match(talk_id):
                 raise ApiError(404, "NotFoundError", "not found")

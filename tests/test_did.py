@@ -621,3 +621,110 @@ def test_did_engine_renders_through_the_studios_own_api(studio_api, runtime, tmp
     carol = requests.get(f"{base}/talks", headers={"Authorization": f"Basic {key}"}).json()["talks"]
     assert len(carol) == 1 and carol[0]["status"] == "done"
     _assert_no_secret(key, caplog.text, result.path, result.params_path)
+
+
+# ---------------------------------------------------------------- the twin tab's D-ID settings (handlers)
+
+
+class FakeRequest:
+    """What the handlers use of gr.Request: headers (language), session, client address, signed-in user."""
+
+    def __init__(self, lang: str = "en", host: str = "127.0.0.1", username: str | None = None):
+        self.headers = {"cookie": f"aigc-lang={lang}", "accept-language": "en-US" if lang == "en" else "zh-CN"}
+        self.session_hash = f"session-{host}-{lang}"
+        self.client = type("Client", (), {"host": host})()
+        self.username = username
+
+
+LOCAL, LOCAL_ZH, REMOTE = FakeRequest(), FakeRequest("zh"), FakeRequest(host="203.0.113.9")
+
+
+@pytest.fixture(scope="module")
+def ui_ctx(tmp_path_factory):
+    import aigc_ui.app  # noqa: F401 - registers every tab's strings
+    from aigc_ui.common import StudioContext
+    from pipelines.core.runtime import Runtime
+    from pipelines.core.settings import AppConfig
+
+    root = tmp_path_factory.mktemp("did-ui")
+    config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs")
+    config.ensure_dirs()
+    return StudioContext(config=config, runtime=Runtime.from_config(config))
+
+
+def test_ui_check_key_shows_credits_and_never_echoes_the_key(fake, ui_ctx, monkeypatch, tmp_path):
+    from aigc_ui import twin_tab
+
+    monkeypatch.setenv(did_client.API_URL_ENV, fake.url)
+    key, box, status = twin_tab.check_did_key(ui_ctx, GOOD, False, None, LOCAL)
+    assert key == did_client.ApiKey(GOOD) and box == ""  # kept on the server; the box is emptied
+    assert "100 of 100 credits left" in status and "browser session only" in status
+    assert not did_keys.key_file().exists()
+    _, _, status = twin_tab.check_did_key(ui_ctx, GOOD, True, None, LOCAL)
+    assert "remembered on this computer" in status
+    assert stat.S_IMODE(did_keys.key_file().stat().st_mode) == 0o600
+    _, _, status = twin_tab.check_did_key(ui_ctx, GOOD, True, None, REMOTE)  # another computer, not signed in
+    assert "browser session only" in status and not did_keys.key_file("user-x").exists()
+    kept, box, status = twin_tab.check_did_key(ui_ctx, "wrong:key-123456", False, None, LOCAL_ZH)
+    assert kept is None and box == "" and status.startswith("⚠") and "拒绝了该 API 密钥" in status
+    kept, _, status = twin_tab.check_did_key(ui_ctx, POOR, False, key, LOCAL)
+    assert kept == key and "no credits left" in status  # the working session key stays
+    kept, _, status = twin_tab.check_did_key(ui_ctx, "", False, None, FakeRequest(host="203.0.113.9"))
+    assert kept is None and "No D-ID key yet" in status  # the remembered local key is not offered to others
+    everything = repr(twin_tab.check_did_key(ui_ctx, GOOD, False, None, LOCAL))
+    assert all(s not in everything for s in secrets_of(GOOD))
+
+
+def test_ui_engine_settings_show_the_did_panel_and_its_consent_text(ui_ctx):
+    from aigc_ui import twin_tab
+
+    group, status, consent = twin_tab.engine_settings(ui_ctx, "did", True, None, LOCAL)
+    assert group.visible is True and "No D-ID key yet" in status
+    assert "D-ID" in consent.label and "leaves this computer" in consent.label and consent.value is False
+    group, _, consent = twin_tab.engine_settings(ui_ctx, "did", True, None, LOCAL_ZH)
+    assert "离开本机" in consent.label
+    group, status, consent = twin_tab.engine_settings(ui_ctx, "classic", True, None, LOCAL)
+    assert group.visible is False and status == "" and "D-ID" not in consent.label and consent.value is True
+    _, status, _ = twin_tab.engine_settings(ui_ctx, "did", False, did_client.ApiKey(GOOD), LOCAL)
+    assert "set for this browser session" in status
+
+
+def test_ui_create_video_with_did_uses_this_sessions_key_only(fake, ui_ctx, monkeypatch):
+    from aigc_ui import twin_tab
+
+    monkeypatch.setenv(did_client.API_URL_ENV, fake.url)
+    args = dict(photo=str(PHOTO), script=SCRIPT, voice="auto", recording=None, consent=True, face_index=None,
+                size="face", expression=1.0, still=False, subtitles=False, ai_label=True, seed=-1, engine="did")
+    video, download, message, history = twin_tab.create_video(ui_ctx, **args, did_key=did_client.ApiKey(GOOD),
+                                                              request=LOCAL)
+    assert video == download and _magenta_corner(Path(video)) and "voice D-ID en-US-JennyNeural" in message
+    did_keys.remember_key(did_client.ApiKey(GOOD))  # remembered for this computer's own user...
+    with pytest.raises(gr_error()) as err:  # ...but never used for someone on another computer
+        twin_tab.create_video(ui_ctx, **args, did_key=None, request=REMOTE)
+    assert "needs a D-ID API key" in str(err.value) or "D-ID API key" in str(err.value)
+    video, *_ = twin_tab.create_video(ui_ctx, **args, did_key=None, request=LOCAL)  # the remembered one, here
+    assert Path(video).is_file()
+
+
+def test_ui_forget_key_forgets_session_and_computer(ui_ctx):
+    from aigc_ui import twin_tab
+
+    did_keys.remember_key(did_client.ApiKey(GOOD))
+    key, box, status = twin_tab.forget_did_key(ui_ctx, LOCAL)
+    assert key is None and box == "" and "forgotten" in status and not did_keys.key_file().exists()
+
+
+def test_the_key_is_not_part_of_the_api_schema(tmp_path):
+    from aigc_ui.app import build_app
+    from pipelines.core.settings import AppConfig
+
+    demo = build_app(AppConfig(models_dir=tmp_path / "m", outputs_dir=tmp_path / "o"))
+    schema = json.dumps(demo.get_api_info(), default=str).lower()
+    assert "/create_twin_video" in schema
+    assert "did_key" not in schema and "api key" not in schema and "check_did_key" not in schema
+
+
+def gr_error():
+    import gradio as gr
+
+    return gr.Error

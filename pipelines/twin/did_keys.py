@@ -128,15 +128,20 @@ def use_key(key: ApiKey | None) -> Iterator[None]:
         _current.reset(token)
 
 
-def default_key() -> ApiKey | None:
-    """For scripts: ``AIGC_DID_API_KEY``, else the key remembered for ``local``."""
+def environment_key() -> ApiKey | None:
+    """The studio's own key, ``AIGC_DID_API_KEY`` (set by whoever runs it), if any."""
     env = os.environ.get(API_KEY_ENV, "").strip()
     if env:
         try:
             return ApiKey(env)
         except UserError:
             log.warning("%s is set but is not a usable key.", API_KEY_ENV)
-    return remembered_key(LOCAL_OWNER)
+    return None
+
+
+def default_key() -> ApiKey | None:
+    """For scripts: ``AIGC_DID_API_KEY``, else the key remembered for ``local``."""
+    return environment_key() or remembered_key(LOCAL_OWNER)
 
 
 def current_key() -> ApiKey:
