@@ -10,6 +10,7 @@ import logging
 import gradio as gr
 from starlette.middleware import Middleware
 
+from api import did as did_api
 from pipelines.core.cache import ModelCache
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
@@ -90,7 +91,8 @@ def launch_kwargs(config: AppConfig) -> dict:
         i18n=translations(),
         css=CSS,
         show_error=True,
-        app_kwargs={"middleware": [Middleware(PageLanguageMiddleware, default=config.language)]},
+        app_kwargs={"middleware": [Middleware(PageLanguageMiddleware, default=config.language)],
+                    "routes": [did_api.mount(config)]},  # the D-ID-compatible REST API under /did/
     )
 
 

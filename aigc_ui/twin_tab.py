@@ -15,6 +15,7 @@ import numpy as np
 
 from pipelines.core.errors import UserError
 from pipelines.core.settings import ASSETS_DIR
+from pipelines.twin import did_keys
 from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
@@ -80,6 +81,23 @@ add_strings(
         "twin.deleted": "Deleted profile \"{name}\".",
         "twin.no_voices": "Voice synthesis is not installed in this build: use your own recording.",
         "twin.choose_profile": "Choose a profile first.",
+        "twin.consent_did": "I have the right to animate this face (it is me, or I have the person's permission), and to send this photo to D-ID: with the D-ID engine it leaves this computer",
+        "twin.did_settings": "D-ID settings",
+        "twin.did_privacy": "With the D-ID engine, the photo and the script (or the recording) are sent to D-ID's servers: they leave this computer, and D-ID's terms apply. D-ID bills each video against your plan's credits; trial videos carry D-ID's watermark.",
+        "twin.did_key": "D-ID API key (D-ID Studio → Account settings → API key)",
+        "twin.did_remember": "Remember on this computer (a file only you can read)",
+        "twin.did_check": "Check key",
+        "twin.did_forget": "Forget key",
+        "twin.did_credits": "The key works: {remaining:g} of {total:g} credits left.",
+        "twin.did_kept_session": "The key is kept for this browser session only.",
+        "twin.did_kept_computer": "The key is remembered on this computer.",
+        "twin.did_remember_refused": "Remembering a key is offered only on the computer the studio runs on (or when signed in): it is kept for this browser session only.",
+        "twin.did_key_session": "A D-ID key is set for this browser session.",
+        "twin.did_key_remembered": "A D-ID key is remembered on this computer.",
+        "twin.did_key_env": "The studio's own D-ID key (AIGC_DID_API_KEY) will be used.",
+        "twin.did_no_key": "No D-ID key yet: paste yours above and press Check key.",
+        "twin.did_forgotten": "The D-ID key is forgotten (this browser session and this computer).",
+        "twin.did_check_failed": "⚠ {error}",
     },
     zh={
         "twin.intro": "让照片开口说出你的脚本：选择照片，输入或生成脚本，选择声音（或录制你自己的声音），然后生成动画。全部在本机完成。",
@@ -134,6 +152,23 @@ add_strings(
         "twin.deleted": "已删除档案“{name}”。",
         "twin.no_voices": "此版本未安装语音合成：请使用你自己的录音。",
         "twin.choose_profile": "请先选择一个档案。",
+        "twin.consent_did": "我有权让这张脸动起来（是我本人，或已获得本人许可），并同意把这张照片发送给 D-ID：使用 D-ID 引擎时照片会离开本机",
+        "twin.did_settings": "D-ID 设置",
+        "twin.did_privacy": "使用 D-ID 引擎时，照片和脚本（或录音）会发送到 D-ID 的服务器：它们会离开本机，并适用 D-ID 的条款。D-ID 按视频从你的套餐额度中扣费；试用账户的视频带有 D-ID 水印。",
+        "twin.did_key": "D-ID API 密钥（D-ID Studio → 账户设置 → API 密钥）",
+        "twin.did_remember": "在这台电脑上记住（保存为只有你能读取的文件）",
+        "twin.did_check": "检查密钥",
+        "twin.did_forget": "忘记密钥",
+        "twin.did_credits": "密钥可用：剩余 {remaining:g} / {total:g} 额度。",
+        "twin.did_kept_session": "密钥仅在本次浏览器会话中保留。",
+        "twin.did_kept_computer": "密钥已记在这台电脑上。",
+        "twin.did_remember_refused": "只有在运行工作室的这台电脑上（或登录后）才能记住密钥：密钥仅在本次浏览器会话中保留。",
+        "twin.did_key_session": "本次浏览器会话已设置 D-ID 密钥。",
+        "twin.did_key_remembered": "这台电脑上记有一个 D-ID 密钥。",
+        "twin.did_key_env": "将使用工作室自己的 D-ID 密钥（AIGC_DID_API_KEY）。",
+        "twin.did_no_key": "还没有 D-ID 密钥：请在上方粘贴你的密钥并点击“检查密钥”。",
+        "twin.did_forgotten": "已忘记 D-ID 密钥（本次浏览器会话和这台电脑）。",
+        "twin.did_check_failed": "⚠ {error}",
     },
 )
 
@@ -167,14 +202,15 @@ def engine_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]
     return runnable + other
 
 
-def check_engine(ctx: StudioContext, name: str) -> str:
-    """The engine's name when it can run here; else a UserError that says why and what to do."""
+def check_engine(ctx: StudioContext, name: str, key_supplied: bool = False) -> str:
+    """The engine's name when it can run here; else a UserError that says why and what to do.
+    ``key_supplied``: this browser session has the API key a cloud engine (D-ID) needs."""
     name = (name or "").strip() or "classic"
     spec = ctx.catalog.get("twin", name)  # unknown names: a clear error listing the known ones
     from pipelines.core.catalog import availability
 
     state = availability(spec, check_network=False)
-    if not state.ok:
+    if not state.ok and not (spec.source_kind == "cloud" and key_supplied):
         raise UserError(say("twin.engine_cannot_run", "en", name=spec.name, reason=state.reason),
                         zh=say("twin.engine_cannot_run", "zh", name=spec.name, reason=state.reason_zh or state.reason))
     return spec.name
@@ -231,22 +267,25 @@ def write_script(ctx: StudioContext, persona: str, topic: str, seconds: float, l
 
 # ---------------------------------------------------------------- handlers: animate
 def warn_if_engine_cannot_run(ctx: StudioContext, engine: str, request: gr.Request) -> None:
-    """Right when an engine is picked: say if it cannot run here (the Create button would refuse it)."""
+    """Right when an engine is picked: say if it cannot run here (the Create button would refuse it).
+    Cloud engines are left to their settings panel, which says what key they need."""
     try:
-        check_engine(ctx, engine)
+        check_engine(ctx, engine, key_supplied=(engine or "").strip() == "did")
     except UserError as exc:
         gr.Warning(exc.text(language_of(request)))
 
 
 def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: bool, face_index=None,
                 output_size: str = "face", expression: float = 1.0, still: bool = False, subtitles: bool = False,
-                ai_label: bool = True, seed=-1, engine: str = "classic", request=None, progress=None):
-    """The one way both the wizard and the API make a video: checks, the pipeline, notices shown."""
+                ai_label: bool = True, seed=-1, engine: str = "classic", did_key=None, request=None, progress=None):
+    """The one way both the wizard and the API make a video: checks, the pipeline, notices shown.
+    ``did_key``: this browser session's D-ID key (the D-ID engine uses it, else one this caller may use)."""
     lang = language_of(request)
     if not consent:
         raise UserError(say("twin.need_consent", "en"), zh=say("twin.need_consent", "zh"))
-    engine = check_engine(ctx, engine)
-    with ctx.jobs.running(request, TAB) as token:
+    key = did_key_for(did_key, request)
+    engine = check_engine(ctx, engine, key_supplied=key is not None)
+    with ctx.jobs.running(request, TAB) as token, did_keys.use_key(key):
         result = twin.create_twin_video(
             photo, script=script or "", voice=None if voice in (None, "", "auto") else voice,
             audio=audio or None, output_size=output_size or "face",
@@ -266,13 +305,14 @@ def done_message(result, lang: str) -> str:
 
 @friendly_errors
 def create_video(ctx: StudioContext, photo, script, voice, recording, consent, face_index, size, expression,
-                 still, subtitles, ai_label, seed, engine, request: gr.Request, progress=gr.Progress()):
+                 still, subtitles, ai_label, seed, engine, did_key=None, request: gr.Request = None,
+                 progress=gr.Progress()):
     """The wizard's Create button. The seed box keeps what the user typed (-1 stays -1); the seed used
-    is in the message, to be reused."""
+    is in the message, to be reused. ``did_key``: the session's D-ID key (a gr.State, kept on the server)."""
     result = render_twin(ctx, photo=photo, script=script, voice=voice, audio=recording, consent=consent,
                          face_index=face_index, output_size=size, expression=expression, still=still,
-                         subtitles=subtitles, ai_label=ai_label, seed=seed, engine=engine, request=request,
-                         progress=progress)
+                         subtitles=subtitles, ai_label=ai_label, seed=seed, engine=engine, did_key=did_key,
+                         request=request, progress=progress)
     path = str(result.path)
     return path, path, done_message(result, language_of(request)), list_history(ctx)
 
@@ -291,6 +331,92 @@ def create_twin_video(ctx: StudioContext, photo, script, voice, audio, engine, r
 
 def stop_rendering(ctx: StudioContext, request: gr.Request) -> None:
     ctx.jobs.stop(request, TAB)  # the pipeline stops at its next frame; the unfinished video is discarded
+
+
+# ---------------------------------------------------------------- handlers: D-ID settings
+# The key lives in a gr.State (this browser session, on the server, never sent back to the page) and, when
+# "remember on this computer" is ticked, in a 0600 file (pipelines.twin.did_keys). No handler ever returns
+# it to a component: the key box is emptied once the key is taken.
+def did_owner(request) -> str | None:
+    """Whose remembered key this browser may use: the signed-in user's, or "local" on the studio's own
+    computer; None for anyone else (a remembered key is never offered to another user)."""
+    from api.did import is_loopback_host
+
+    username = getattr(request, "username", None)
+    if username:
+        return f"user-{username}"
+    client = getattr(request, "client", None)
+    return did_keys.LOCAL_OWNER if is_loopback_host(getattr(client, "host", None)) else None
+
+
+def did_key_for(session_key, request):
+    """The D-ID key for this caller: the session's, else the one remembered for them, else the studio's own
+    (AIGC_DID_API_KEY); None when there is none."""
+    if session_key is not None:
+        return session_key
+    owner = did_owner(request)
+    return (did_keys.remembered_key(owner) if owner else None) or did_keys.environment_key()
+
+
+def did_key_status(session_key, request) -> str:
+    lang = language_of(request)
+    if session_key is not None:
+        return say("twin.did_key_session", lang)
+    owner = did_owner(request)
+    if owner and did_keys.remembered_key(owner) is not None:
+        return say("twin.did_key_remembered", lang)
+    if did_keys.environment_key() is not None:
+        return say("twin.did_key_env", lang)
+    return say("twin.did_no_key", lang)
+
+
+def engine_settings(ctx: StudioContext, engine: str, consent: bool, session_key, request: gr.Request):
+    """An engine was picked: show its settings (D-ID: key, credits, privacy) and the consent text that fits.
+    Switching to D-ID unticks the consent box: the new text (the photo leaves this computer) needs a new yes."""
+    lang = language_of(request)
+    is_did = (engine or "").strip() == "did"
+    label = say("twin.consent_did" if is_did else "twin.consent", lang)
+    return (gr.Group(visible=is_did), did_key_status(session_key, request) if is_did else "",
+            gr.Checkbox(label=label, value=False if is_did else consent))
+
+
+def check_did_key(ctx: StudioContext, key_text: str, remember: bool, session_key, request: gr.Request):
+    """Check key: the pasted key (or the one in use) against D-ID's credits. A good key is kept for this
+    session, and on this computer when asked; the key box is emptied either way. Returns (session key,
+    key box, status)."""
+    from pipelines.twin.did_client import ApiKey, DIDClient, DIDError
+
+    lang = language_of(request)
+    try:
+        key = ApiKey(key_text) if (key_text or "").strip() else did_key_for(session_key, request)
+        if key is None:
+            return session_key, "", say("twin.did_no_key", lang)
+        credits = DIDClient(key).check_key()
+    except DIDError as exc:
+        keep = exc.status in (429,) or exc.status >= 500  # D-ID busy or down: the key may well be good
+        kept = key if keep else session_key
+        return kept, "", say("twin.did_check_failed", lang, error=exc.text(lang))
+    except UserError as exc:
+        return session_key, "", say("twin.did_check_failed", lang, error=exc.text(lang))
+    message = say("twin.did_credits", lang, remaining=credits.remaining, total=credits.total)
+    if remember:
+        owner = did_owner(request)
+        if owner is None:
+            message += " " + say("twin.did_remember_refused", lang)
+        else:
+            did_keys.remember_key(key, owner)
+            message += " " + say("twin.did_kept_computer", lang)
+    else:
+        message += " " + say("twin.did_kept_session", lang)
+    return key, "", message
+
+
+def forget_did_key(ctx: StudioContext, request: gr.Request):
+    """Forget key: this session's, and the one remembered on this computer for this user."""
+    owner = did_owner(request)
+    if owner:
+        did_keys.forget_key(owner)
+    return None, "", say("twin.did_forgotten", language_of(request))
 
 
 # ---------------------------------------------------------------- handlers: profiles and history
@@ -373,6 +499,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 with gr.Column():
                     engine = gr.Dropdown(label=t("twin.engine"), choices=engine_choices(ctx), value="classic",
                                          allow_custom_value=True)
+                    with gr.Group(visible=False) as did_settings:
+                        gr.Markdown(t("twin.did_privacy"))
+                        did_key_box = gr.Textbox(label=t("twin.did_key"), type="password", value="")
+                        did_remember = gr.Checkbox(label=t("twin.did_remember"), value=False)
+                        with gr.Row():
+                            did_check = gr.Button(t("twin.did_check"))
+                            did_forget = gr.Button(t("twin.did_forget"))
+                        did_status = gr.Markdown()
+                    did_key = gr.State(None)  # this browser session's D-ID key, held on the server
                     size = gr.Radio([(t("twin.size_face"), "face"), (t("twin.size_photo"), "photo")], value="face",
                                     label=t("twin.size"))
                     expression = gr.Slider(0, 2, value=1.0, step=0.1, label=t("twin.expression"))
@@ -417,9 +552,14 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info], **private)
     write.click(bind(write_script, ctx), [persona, topic, seconds, language], script, **private, **ctx.heavy())
     engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
+    engine.change(bind(engine_settings, ctx), [engine, consent, did_key], [did_settings, did_status, consent],
+                  queue=False, **private)
+    did_check.click(bind(check_did_key, ctx), [did_key_box, did_remember, did_key], [did_key, did_key_box, did_status],
+                    **private)
+    did_forget.click(bind(forget_did_key, ctx), None, [did_key, did_key_box, did_status], queue=False, **private)
     create.click(zero_gpu(300)(bind(create_video, ctx)),
                  [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
-                  ai_label, seed, engine], [video, download, info, history], **private, **ctx.heavy())
+                  ai_label, seed, engine, did_key], [video, download, info, history], **private, **ctx.heavy())
     api_trigger.click(zero_gpu(300)(bind(create_twin_video, ctx)), [api_photo, api_script, api_voice, api_audio,
                                                                      api_engine], video,
                       api_name="create_twin_video",

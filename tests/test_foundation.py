@@ -51,8 +51,9 @@ def test_every_task_has_models_with_licence_languages_and_size():
         assert specs, task
         for spec in specs:
             assert spec.licence and spec.languages, spec.name
-            # builtin entries may hold no weights of their own (the portrait preset borrows an image model)
-            assert spec.size_mb > 0 or spec.source_kind == "builtin", spec.name
+            # builtin entries may hold no weights of their own (the portrait preset borrows an image model);
+            # cloud services (D-ID) keep theirs online
+            assert spec.size_mb > 0 or spec.source_kind in ("builtin", "cloud"), spec.name
     flagged = [s.name for s in catalog.models() if not s.commercial_use]
     assert "piper-joe-en" in flagged and "dcgan-faces-64" in flagged
 

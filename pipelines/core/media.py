@@ -165,3 +165,31 @@ def probe_video(path: Path) -> VideoInfo:
         seconds = len(pcm) / 2 / 16000
     return VideoInfo(video.group(1), video.group(2), int(video.group(3)), int(video.group(4)),
                      float(video.group(5)), frames, audio.group(1) if audio else None, seconds, tags)
+
+
+# ---------------------------------------------------------------- video in
+def iter_video_frames(path: Path, width: int, height: int, fps: float, n_frames: int):
+    """Exactly ``n_frames`` RGB uint8 frames of a video, resampled to ``fps`` and scaled to ``width`` x ``height``.
+
+    For engines that get a finished video back (cloud services): the pipeline's own post-processing then
+    applies to their frames. A video shorter than ``n_frames`` repeats its last frame; a longer one is cut.
+    """
+    frame_bytes = width * height * 3
+    proc = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-i", str(path), "-an", "-vf",
+                             f"fps={fps},scale={width}:{height}:flags=bicubic", "-pix_fmt", "rgb24",
+                             "-f", "rawvideo", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last = None
+    try:
+        for _ in range(n_frames):
+            data = proc.stdout.read(frame_bytes)  # b"" once the video has ended
+            if len(data) == frame_bytes:
+                last = np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
+            elif last is None:
+                raise UserError(f"The video {Path(path).name} has no frames that can be read.",
+                                zh=f"无法读取视频 {Path(path).name} 中的画面。")
+            yield last
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -32,7 +32,7 @@ from ..core.errors import ModelLoadError, UserError
 from ..core.jobs import StopToken, check_stop
 from ..core.notices import Notice
 from ..core.runtime import Runtime
-from ..voice.engines import ESPEAK_VOICE_FOR, EspeakEngine, Timing
+from ..voice.engines import EspeakEngine, Timing
 
 HOP = 0.01  # analysis frames every 10 ms
 MIN_WORD_CONFIDENCE = 0.6  # Whisper's mean word probability: ~0.9 on clear English, ~0.3-0.5 on Mandarin heard by tiny.en

@@ -161,6 +161,7 @@ class _Voice:
     mouth_shapes: str = "voice"  # where the phoneme timings come from: voice | words | sound | silent
     transcript: str = ""  # what speech recognition heard in a recording
     notices: list[Notice] = field(default_factory=list)
+    rendered: Any = None  # what the engine made when it spoke the script itself (see _engine_speech)
 
 
 def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None) -> _Voice:
@@ -172,6 +173,19 @@ def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | N
     speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop)
     return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate),
                   list(speech.timings or []), str(speech.voice), str(getattr(speech, "language", "")))
+
+
+def _engine_speech(engine, runtime: Runtime, canvas: np.ndarray, face: fl.FaceLandmarks, script: str,
+                   voice: str | None, fps: int, stop: StopToken | None, on_progress: ProgressFn | None) -> _Voice | None:
+    """The script spoken by the engine itself, when it has voices of its own (a cloud service renders the whole
+    talk now: the audio comes from its video); None when our voice pipeline speaks instead."""
+    key, loader, label = engine
+    with runtime.cache.use(key, loader, label=label, device="cpu") as animator:
+        if not animator.speaks(voice):
+            return None
+        speech = animator.speak(canvas, face, script, voice, fps=fps, stop=stop, on_progress=on_progress)
+    return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate), [], speech.voice,
+                  speech.language, rendered=speech.rendered)
 
 
 def _recording(audio: Any, runtime: Runtime, stop: StopToken | None, max_seconds: float = MAX_SECONDS) -> _Voice:
@@ -236,9 +250,13 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     report(on_progress, 0.05, "face")
 
     # 3. The voice: the recording drives the video when there is one (Whisper listens for the words
-    #    first: a few seconds per minute), else the script is spoken
+    #    first: a few seconds per minute), else the script is spoken (by the engine itself when the voice
+    #    is one of its own, e.g. a cloud service's; else by our voice pipeline)
+    engine_loader = load_engine(engine, runtime)
     report(on_progress, 0.06, "listening to the recording" if audio else "speaking the script")
-    spoken = _recording(audio, runtime, stop, max_seconds) if audio else _speak(script.strip(), voice, runtime, stop)
+    spoken = _recording(audio, runtime, stop, max_seconds) if audio else (
+        _engine_speech(engine_loader, runtime, canvas, canvas_face, script.strip(), voice, fps, stop, on_progress)
+        or _speak(script.strip(), voice, runtime, stop))
     notices.extend(spoken.notices)
     seconds = len(spoken.audio) / spoken.sample_rate
     if seconds < 0.2:
@@ -278,9 +296,9 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
                 "description": "AI-generated (AIGC Digital-Twin Studio, engine: %s)" % engine}
 
     # 5. Animate and encode, frame by frame
-    key, loader, label_name = load_engine(engine, runtime)
+    key, loader, label_name = engine_loader
     job = AnimationJob(image=canvas, face=canvas_face, audio=spoken.audio, sample_rate=spoken.sample_rate,
-                       n_frames=n_frames, timings=spoken.timings,
+                       n_frames=n_frames, timings=spoken.timings, rendered=spoken.rendered,
                        options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, atomic_path(final) as tmp:
         with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
@@ -326,12 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subtitles", action="store_true")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=-1)
+    parser.add_argument("--engine", default="classic",
+                        help="twin engine from the catalog: classic (offline), did (D-ID's cloud, key in AIGC_DID_API_KEY)")
     args = parser.parse_args(argv)
     try:
         result = create_twin_video(args.photo, script=args.text or "", voice=args.voice, audio=args.audio,
                                    output_size=args.size, face_index=args.face - 1, expression=args.expression,
                                    still=args.still, subtitles=args.subtitles, ai_label=True, fps=args.fps,
-                                   seed=args.seed, out=args.out)
+                                   seed=args.seed, engine=args.engine, out=args.out)
     except (UserError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,8 +4,10 @@ video frames out.
 - ``TalkingHeadEngine.animate(job) -> frames`` is the interface; ``register_engine(backend, factory)``
   makes a backend usable by catalog entries with ``task="twin", backend=<backend>``.
 - Built-in backends live in this package, one module each (``classic.py``: the offline landmark-warp
-  renderer); a backend not registered yet is imported from here by name on first use, so engines
-  cost nothing until someone picks them.
+  renderer; ``did.py``: D-ID's cloud service); a backend not registered yet is imported from here by name
+  on first use, so engines cost nothing until someone picks them.
+- An engine with voices of its own (a cloud service) says so with ``speaks(voice)``; the pipeline then
+  lets it ``speak()`` the script, and the video's audio and length come from what it rendered.
 
 What it does not: encode video, detect faces or synthesise speech (``pipelines.twin.pipeline`` does).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,6 +43,19 @@ class AnimationJob:
     n_frames: int
     timings: Sequence = ()  # objects with .start .end .text .kind ("word" | "phoneme" | "sentence")
     options: AnimationOptions = field(default_factory=AnimationOptions)
+    rendered: Any = None  # EngineSpeech.rendered, handed back to the engine that spoke the script
+
+
+@dataclass
+class EngineSpeech:
+    """The script spoken by the engine itself: the audio the video will carry, and what the engine made
+    while speaking (e.g. a cloud service's finished video), which comes back to it as ``job.rendered``."""
+
+    audio: np.ndarray  # mono float32
+    sample_rate: int
+    voice: str
+    language: str = ""
+    rendered: Any = None
 
 
 @dataclass
@@ -61,6 +76,15 @@ class TalkingHeadEngine(ABC):
     @abstractmethod
     def animate(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[np.ndarray]:
         """Yield exactly ``job.n_frames`` RGB frames of ``job.image``'s size."""
+
+    def speaks(self, voice: str | None) -> bool:
+        """Does this engine speak scripts itself in ``voice`` (None: the default voice)? Most engines don't."""
+        return False
+
+    def speak(self, image: np.ndarray, face: fl.FaceLandmarks, script: str, voice: str | None, *, fps: int,
+              stop: StopToken | None = None, on_progress=None) -> EngineSpeech:
+        """Render ``script`` spoken in ``voice`` for this image; called only when ``speaks(voice)``."""
+        raise NotImplementedError
 
 
 EngineFactory = Callable[["object", "object"], TalkingHeadEngine]  # (ModelSpec, Runtime) -> engine

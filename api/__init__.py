@@ -1,0 +1,1 @@
+"""HTTP APIs the studio serves besides Gradio's own (see ``did.py``)."""
