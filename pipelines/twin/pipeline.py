@@ -281,6 +281,9 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
                        n_frames=n_frames, timings=spoken.timings,
                        options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, atomic_path(final) as tmp:
+        for notice in animator.notices(job):  # said before the first frame (e.g. a slow device)
+            notices.append(notice)
+            report(on_progress, 0.15, notice.en)
         with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
                 writer.write(overlays.apply(frame, i))
@@ -324,12 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subtitles", action="store_true")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=-1)
+    parser.add_argument("--engine", default="classic",
+                        help="talking-head engine from the catalog: classic (offline, CPU) or musetalk (GPU recommended)")
     args = parser.parse_args(argv)
     try:
         result = create_twin_video(args.photo, script=args.text or "", voice=args.voice, audio=args.audio,
                                    output_size=args.size, face_index=args.face - 1, expression=args.expression,
                                    still=args.still, subtitles=args.subtitles, ai_label=True, fps=args.fps,
-                                   seed=args.seed, out=args.out)
+                                   seed=args.seed, engine=args.engine, out=args.out)
     except (UserError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -62,6 +62,10 @@ class TalkingHeadEngine(ABC):
     def animate(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[np.ndarray]:
         """Yield exactly ``job.n_frames`` RGB frames of ``job.image``'s size."""
 
+    def notices(self, job: AnimationJob) -> list:
+        """What the user should know before ``job`` runs (a slow device, the time it will take): Notices."""
+        return []
+
 
 EngineFactory = Callable[["object", "object"], TalkingHeadEngine]  # (ModelSpec, Runtime) -> engine
 _ENGINES: dict[str, EngineFactory] = {}
