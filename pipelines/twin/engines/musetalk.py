@@ -93,12 +93,14 @@ class HalvingBatches:
         start = 0
         while start < len(items):
             piece = items[start: start + self.size]
+            out_of_memory = False
             try:
                 out = forward(piece)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled here
                 if not is_out_of_memory(exc):
                     raise
-                del exc  # its traceback holds the big tensors: free them before retrying
+                out_of_memory = True
+            if out_of_memory:  # past the except block, the error's frames (and their tensors) are gone
                 self.release()
                 if self.size == 1:
                     raise UserError(
