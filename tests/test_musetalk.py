@@ -106,9 +106,11 @@ def test_the_engine_loads_through_the_cache_with_the_release_classes(engine, run
                for info in runtime.cache.loaded())
 
 
-def test_the_whisper_folder_of_the_release_loads_too(tmp_path):
-    """openai/whisper-tiny ships WhisperForConditionalGeneration: only its encoder is kept."""
-    folder = build_tiny_musetalk(tmp_path / "musetalk", full_whisper=True)
+def test_the_layout_of_musetalks_own_download_script_loads_too(tmp_path):
+    """openai/whisper-tiny is a WhisperForConditionalGeneration (only its encoder is kept), and MuseTalk's
+    script downloads the VAE and Whisper as pickled .bin files (read with weights_only=True)."""
+    folder = build_tiny_musetalk(tmp_path / "musetalk", full_whisper=True, bin_weights=True)
+    assert (folder / "whisper" / "pytorch_model.bin").is_file() and not (folder / "whisper" / "model.safetensors").exists()
     model = mm.load_musetalk(mm.local_files(folder))
     features = model.audio_features(speech_like(1.0), 16000)
     assert tuple(features.shape) == (50, 3, 16)  # 50 encoder frames/s; embeddings + 2 layers; d_model 16
@@ -179,6 +181,19 @@ def test_a_faithful_drawing_pastes_back_without_a_seam_even_with_a_colour_cast(f
     x0, y0, x1, y1 = box
     edges = np.concatenate([diff[y0:y1, x0], diff[y0:y1, x1 - 1], diff[y0, x0:x1], diff[y1 - 1, x0:x1]])
     assert edges.max() == 0  # the crop's border is never part of the blend
+
+
+def test_a_crop_reaching_outside_the_frame_still_fits(face_canvas):
+    canvas, face = face_canvas
+    top = int(face.points[[195, 5], 1].mean())  # cut the frame at the nose: the crop's upper half is outside
+    frame, points = np.ascontiguousarray(canvas[top:]), face.points - (0, top)
+    box = crop_box(points)
+    assert box[1] < 0
+    crop = cut_crop(frame, box, mm.CROP_SIZE)
+    assert crop.shape == (mm.CROP_SIZE, mm.CROP_SIZE, 3)
+    pasted = paste_mouth(frame, crop, box, points)
+    assert pasted.shape == frame.shape
+    assert np.abs(pasted.astype(int) - frame.astype(int)).mean() < 0.5
 
 
 def test_stop_ends_the_work_between_batches(runtime, face_canvas):

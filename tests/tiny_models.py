@@ -256,8 +256,8 @@ TINY_MUSETALK_UNET = {
 }
 
 
-def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16,
-                        full_whisper: bool = False, unet_config: dict | None = None) -> Path:
+def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16, full_whisper: bool = False,
+                        bin_weights: bool = False, unet_config: dict | None = None) -> Path:
     """MuseTalk 1.5's release layout in miniature, with random weights:
 
     - ``musetalkV15/musetalk.json`` + ``musetalkV15/unet.pth``: a UNet2DConditionModel, 8 channels in
@@ -265,6 +265,9 @@ def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16,
     - ``sd-vae/``: an AutoencoderKL with 4 levels (256 px -> 32x32 latents, as sd-vae-ft-mse);
     - ``whisper/``: a 2-layer Whisper encoder (``WhisperModel``, or ``WhisperForConditionalGeneration``
       as openai/whisper-tiny ships, with ``full_whisper``) and its feature extractor (80 mel bins, 30 s).
+
+    ``bin_weights`` stores the VAE and Whisper weights as pickled ``*.bin`` files, as MuseTalk's own
+    download script fetches them, instead of safetensors.
     """
     import json
 
@@ -291,4 +294,12 @@ def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16,
     whisper = (WhisperForConditionalGeneration if full_whisper else WhisperModel)(whisper_config)
     whisper.save_pretrained(folder / "whisper")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder / "whisper")
+    if bin_weights:
+        from safetensors.torch import load_file
+
+        for safetensors_file, bin_name in ((folder / "sd-vae" / "diffusion_pytorch_model.safetensors",
+                                            "diffusion_pytorch_model.bin"),
+                                           (folder / "whisper" / "model.safetensors", "pytorch_model.bin")):
+            torch.save(load_file(str(safetensors_file)), safetensors_file.with_name(bin_name))
+            safetensors_file.unlink()
     return folder
