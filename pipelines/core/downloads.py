@@ -385,31 +385,33 @@ def _token_error(repo: str, page: str, token: str | None) -> UserError:
            "（huggingface.co/settings/tokens）。令牌只用于这次下载，不会被保存。")
 
 
-_xet_lock = threading.Lock()
-_xet_users = 0
-_xet_saved = False
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved: tuple = ()
+READ_SIZE = 2**20  # bytes per read: progress moves (and a dropped connection resumes) in 1 MB steps, not 10
 
 
 @contextlib.contextmanager
 def _plain_http() -> Iterator[None]:
-    """Use plain HTTP while our downloads run. The Xet path reports progress from native threads and
-    cannot be stopped between chunks; HTTP can, and resumes with a Range request. The hub serves every
-    file over HTTP too. (A process-wide switch of huggingface_hub, restored when the last one ends.)"""
-    global _xet_users, _xet_saved
+    """Plain HTTP in 1 MB reads while our downloads run. The Xet path reports progress from native
+    threads and cannot be stopped between chunks; HTTP can, and resumes with a Range request. The hub
+    serves every file over HTTP too. (Process-wide settings of huggingface_hub, restored when the last
+    of our downloads ends.)"""
+    global _switch_users, _switch_saved
     from huggingface_hub import constants
 
-    with _xet_lock:
-        if _xet_users == 0:
-            _xet_saved = constants.HF_HUB_DISABLE_XET
-            constants.HF_HUB_DISABLE_XET = True
-        _xet_users += 1
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = (constants.HF_HUB_DISABLE_XET, constants.DOWNLOAD_CHUNK_SIZE)
+            constants.HF_HUB_DISABLE_XET, constants.DOWNLOAD_CHUNK_SIZE = True, READ_SIZE
+        _switch_users += 1
     try:
         yield
     finally:
-        with _xet_lock:
-            _xet_users -= 1
-            if _xet_users == 0:
-                constants.HF_HUB_DISABLE_XET = _xet_saved
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                constants.HF_HUB_DISABLE_XET, constants.DOWNLOAD_CHUNK_SIZE = _switch_saved
 
 
 # ---------------------------------------------------------------------------------------- download
@@ -468,7 +470,8 @@ def download(plan: DownloadPlan, models_dir: Path, *, token: str | None = None, 
                 zh=f"磁盘空间不足，无法下载 {plan.name}：需要 {human_size(need)}（含少量余量），"
                    f"当前可用 {human_size(free)}。没有下载任何文件。")
         work.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(work.parent / f"{plan.name}.lock"))  # another process (the CLI) may try too
+        lock_file = work.parent / f"{plan.name}.lock"
+        lock = FileLock(str(lock_file))  # another process (the CLI) may try too
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -477,9 +480,13 @@ def download(plan: DownloadPlan, models_dir: Path, *, token: str | None = None, 
             if plan.installed(models_dir):  # finished by another process meanwhile
                 raise _already_installed(plan)
             with _plain_http():
-                return _download(plan, files, models_dir, work, token, stop, on_progress, endpoint, total, kept)
+                result = _download(plan, files, models_dir, work, token, stop, on_progress, endpoint, total, kept)
         finally:
             lock.release()
+        lock_file.unlink(missing_ok=True)  # done: nothing of this download is left in .downloads/
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()  # when no other download is under way
+        return result
     finally:
         with _running_lock:
             _running.discard(plan.name)
