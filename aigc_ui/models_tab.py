@@ -366,14 +366,16 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     with gr.Group():
         gr.Markdown(t("models.manage"), elem_classes=["section-title"])
         with gr.Row(equal_height=True):
-            pick = gr.Dropdown(label=t("models.pick"), info=t("models.pick_info"), choices=[], scale=3)
+            pick = gr.Dropdown(label=t("models.pick"), info=t("models.pick_info"), choices=[], scale=3,
+                               elem_id="models-pick")
             token = gr.Textbox(label=t("models.token"), info=t("models.token_info"), type="password", scale=3)
         with gr.Row():
-            download = gr.Button(t("models.download"), variant="primary", interactive=False)
-            cancel = gr.Button(t("models.cancel"))
-            remove = gr.Button(t("models.remove"), variant="stop", interactive=False)
+            download = gr.Button(t("models.download"), variant="primary", interactive=False, elem_id="models-download")
+            cancel = gr.Button(t("models.cancel"), elem_id="models-cancel")
+            remove = gr.Button(t("models.remove"), variant="stop", interactive=False, elem_id="models-remove")
         details = gr.Markdown()
-        status = gr.Markdown(elem_id="models-status")
+        # Room for the progress bar (bytes, speed, time left) while a download runs.
+        status = gr.Markdown(elem_id="models-status", min_height=64, padding=True)
     with gr.Accordion(t("models.loaded"), open=False):
         budget = gr.Markdown()
         loaded = gr.Dataframe(headers=headers(LOADED_COLUMNS, "en"), interactive=False, wrap=True)

@@ -438,3 +438,59 @@ def test_models_tab_download_and_remove(hub, ctx):
     assert download_button.interactive is False and remove_button.interactive is True
     status, *_ = remove_selected(ctx, "gpt2", FakeRequest("zh"))
     assert status == "已移除 gpt2。"
+
+
+@pytest.mark.browser
+def test_models_tab_fits_1280_pixels_and_shows_no_paths(studio):
+    """Every column readable at 1280 px: nothing scrolls sideways or is cut off, in either language."""
+    import shutil
+
+    from tests.test_browser import ARGS, CHROMIUM
+
+    assert shutil.which(CHROMIUM), "Debian's chromium is required: apt-get install chromium"
+    from playwright.sync_api import sync_playwright
+
+    _, url, config = studio
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            for lang, tab in (("en", "Models"), ("zh", "模型")):
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{url}?lang={lang}", wait_until="load")
+                page.get_by_role("tab", name=tab).click()
+                page.locator("#models-catalog").get_by_text("sd-turbo", exact=True).first.wait_for(timeout=60000)
+                # Readable = nothing scrolls sideways, and no word has to be broken in the middle to fit
+                # its column (lines may break at spaces, hyphens, commas, or between Chinese characters).
+                check = r"""() => {
+                    const wrap = document.querySelector('#models-catalog [role=grid]');
+                    const pen = document.createElement('canvas').getContext('2d');
+                    const cells = [...document.querySelectorAll(
+                        '#models-catalog [role=gridcell], #models-catalog [role=columnheader], #models-catalog th')];
+                    if (cells.length < 20) return {sideways: 0, cut: ['only ' + cells.length + ' cells found']};
+                    const broken = cells.filter(c => c.innerText.trim()).filter(c => {
+                        const style = getComputedStyle(c);
+                        pen.font = style.font;
+                        const room = c.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+                        const words = c.innerText.replace(/([\u3000-\u9fff\uff00-\uffef])/g, ' $1 ')
+                                                  .split(/\s+|(?<=[-,;\/])/);
+                        return Math.max(...words.map(w => pen.measureText(w).width)) > room + 1;
+                    });
+                    return {sideways: wrap.scrollWidth - wrap.clientWidth, cut: broken.map(c => c.innerText)};
+                }"""
+                clipped = {"sideways": 0, "cut": []}
+                viewport = page.locator("#models-catalog .virtual-table-viewport")
+                for _ in range(30):  # the table draws only the rows in view: scroll through them all
+                    seen = page.evaluate(check)
+                    clipped = {"sideways": max(clipped["sideways"], seen["sideways"]), "cut": clipped["cut"] + seen["cut"]}
+                    at_end = viewport.evaluate("v => v.scrollTop + v.clientHeight >= v.scrollHeight - 2")
+                    if at_end:
+                        break
+                    viewport.evaluate("v => { v.scrollTop += v.clientHeight * 0.8; }")
+                    page.wait_for_timeout(150)
+                assert at_end and page.locator("#models-catalog").get_by_text("musetalk", exact=True).first.is_visible()
+                assert clipped["sideways"] <= 1 and clipped["cut"] == [], (lang, clipped)
+                text = page.locator("[role=tabpanel]:visible").first.inner_text()
+                assert str(config.models_dir) not in text and str(ROOT) not in text
+                page.close()
+        finally:
+            browser.close()
