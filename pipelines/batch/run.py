@@ -125,7 +125,9 @@ def run_batch(config: BatchConfig, *, runtime: Runtime | None = None, stop: Stop
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / SUMMARY_NAME
     results: list[RowResult] = []
-    stopped = False
+
+    def stop_requested() -> bool:
+        return stop is not None and stop.stopped
 
     def record(result: RowResult) -> None:
         results.append(result)
@@ -147,8 +149,7 @@ def run_batch(config: BatchConfig, *, runtime: Runtime | None = None, stop: Stop
         backend = _backend(config, runtime, stop)
         try:
             for sheet_row in sheet.rows:
-                if stop is not None and stop.stopped:
-                    stopped = True
+                if stop_requested():
                     break
                 item = planner.plan(sheet_row)
                 if isinstance(item, RowProblem):
@@ -160,14 +161,16 @@ def run_batch(config: BatchConfig, *, runtime: Runtime | None = None, stop: Stop
                     continue
                 while backend.in_flight >= backend.capacity:
                     record(finished(*backend.next_outcome()))
+                if stop_requested():
+                    break  # not submitted: the next run picks this row up
                 backend.submit(item, output)
-            if stopped:
+            if stop_requested():
                 for job, outcome in backend.stop():
                     record(finished(job, outcome))
             else:
                 while backend.in_flight:
                     record(finished(*backend.next_outcome()))
-            stopped = stopped or any(r.status == "stopped" for r in results)
+            stopped = stop_requested() or any(r.status == "stopped" for r in results)
         finally:
             backend.close()
     results.sort(key=lambda r: r.row)

@@ -158,9 +158,9 @@ def _open_csv(path: Path, encoding: str | None) -> Sheet:
             codecs.lookup(encoding)
         except LookupError:
             raise UserError(f"Unknown text encoding '{encoding}'.", zh=f"未知的文本编码“{encoding}”。") from None
-    stream = open(path, encoding=encoding, newline="", errors="strict")
+    stream = open(path, "rb")
     try:
-        reader = csv.reader(stream)
+        reader = csv.reader(_decoded_lines(stream, encoding))
         header = next(reader, None)
     except (UnicodeDecodeError, csv.Error) as exc:
         stream.close()
@@ -177,7 +177,20 @@ def _open_csv(path: Path, encoding: str | None) -> Sheet:
     return Sheet(path, [n for n in names if n], encoding, notices + more, _csv_rows(stream, reader, names, path, encoding))
 
 
-def _csv_rows(stream: io.TextIOBase, reader, names: list[str | None], path: Path, encoding: str) -> Iterator[SheetRow]:
+def _decoded_lines(binary: io.BufferedReader, encoding: str) -> Iterator[str]:
+    """Text lines decoded one at a time, so a bad byte is reported at its own row (a text file decodes
+    8 KB blocks and would fail rows before it). UTF-8 and GB18030 never have a newline byte inside a
+    character; UTF-16 does, so it goes through a text reader instead."""
+    if encoding.startswith("utf-16"):
+        yield from io.TextIOWrapper(binary, encoding=encoding, newline="")
+        return
+    decoder = codecs.getincrementaldecoder(encoding)()
+    for raw in binary:
+        yield decoder.decode(raw)
+    decoder.decode(b"", final=True)
+
+
+def _csv_rows(stream: io.BufferedReader, reader, names: list[str | None], path: Path, encoding: str) -> Iterator[SheetRow]:
     number = 1
     with stream:
         while True:
