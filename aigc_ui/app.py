@@ -4,6 +4,7 @@ Building the UI loads no model: models load lazily, through the cache, when a ta
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import gradio as gr
@@ -55,16 +56,24 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
     return demo
 
 
+# Which wizard step shows a value sent from another tab
+WIZARD_STEPS = {"photo": "photo", "audio": "voice", "script": "script"}
+
+
+def send_to_twin(value, step: str):
+    """"Use as twin photo/voice/script": the value goes into the wizard, which opens on the step that shows it."""
+    return value, gr.Tabs(selected="twin"), gr.Tabs(selected=step)
+
+
 def _wire_cross_tab(handles: dict[str, TabHandles], tabs: gr.Tabs) -> None:
-    """"Use as twin photo"-style buttons: copy a value into the wizard and open its tab."""
     twin = handles["twin"]
     for h in handles.values():
-        for button, source, target in ((h.send_photo, h.photo_source, twin.photo_target),
-                                       (h.send_audio, h.audio_source, twin.audio_target),
-                                       (h.send_script, h.script_source, twin.script_target)):
+        for kind, button, source, target in (("photo", h.send_photo, h.photo_source, twin.photo_target),
+                                             ("audio", h.send_audio, h.audio_source, twin.audio_target),
+                                             ("script", h.send_script, h.script_source, twin.script_target)):
             if button is not None and source is not None and target is not None:
-                button.click(lambda value: (value, gr.Tabs(selected="twin")), source, [target, tabs],
-                             api_visibility="private")
+                button.click(functools.partial(send_to_twin, step=WIZARD_STEPS[kind]), source,
+                             [target, tabs, twin.wizard], api_visibility="private")
 
 
 def launch_kwargs(config: AppConfig) -> dict:

@@ -8,7 +8,7 @@ import inspect
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import gradio as gr
 
@@ -16,6 +16,7 @@ from pipelines.core.cache import ModelCache
 from pipelines.core.catalog import Catalog
 from pipelines.core.errors import Stopped, UserError
 from pipelines.core.jobs import ProgressFn, StopToken
+from pipelines.core.notices import Notice
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import AppConfig
 
@@ -89,6 +90,7 @@ class TabHandles:
     photo_target: gr.components.Component | None = None  # twin wizard inputs
     audio_target: gr.components.Component | None = None
     script_target: gr.components.Component | None = None
+    wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
     on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
 
 
@@ -114,6 +116,12 @@ def language_of(request: gr.Request | None, default: str = "auto") -> str:
     return default
 
 
+def show_notices(notices: Iterable[Notice], lang: str) -> None:
+    """A pipeline's notices as toasts in the user's language: info -> gr.Info, warning -> gr.Warning."""
+    for notice in notices:
+        (gr.Info if notice.level == "info" else gr.Warning)(notice.text(lang))
+
+
 def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:
     if progress is None:
         return None
@@ -125,14 +133,17 @@ def friendly_errors(fn: Callable) -> Callable:
 
     UserError -> its text; Stopped -> ends quietly (a generator keeps what it already yielded);
     anything else -> logged with its traceback on the server, a short message in the UI.
-    The wrapped function may take ``request: gr.Request`` to pick the language.
+    The wrapped function may take a ``request`` parameter (gr.Request) to pick the language.
     """
 
+    signature = inspect.signature(fn)
+
     def language(args, kwargs) -> str:
-        for value in list(kwargs.values()) + list(args):
-            if isinstance(value, gr.Request):
-                return language_of(value)
-        return "en"
+        try:
+            request = signature.bind_partial(*args, **kwargs).arguments.get("request")
+        except TypeError:
+            request = None
+        return language_of(request)
 
     def convert(exc: BaseException, args, kwargs) -> gr.Error:
         lang = language(args, kwargs)
@@ -183,3 +194,28 @@ def seed_value(seed: Any) -> int:
     except (TypeError, ValueError):
         seed = -1
     return random.randint(0, 2**31 - 1) if seed < 0 else seed
+
+
+def bind(handler: Callable, ctx: "StudioContext") -> Callable:
+    """``handler(ctx, ...)`` as an event function: ``ctx`` filled in, every other parameter unchanged.
+
+    Like ``functools.partial(handler, ctx)``, but Gradio still sees the parameters' type hints, which
+    is how it knows to pass ``request: gr.Request`` (a partial hides them), and a generator handler
+    stays a generator function (so its results stream).
+    """
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def bound(*args, **kwargs):
+            yield from handler(ctx, *args, **kwargs)
+    else:
+        @functools.wraps(handler)
+        def bound(*args, **kwargs):
+            return handler(ctx, *args, **kwargs)
+    signature = inspect.signature(handler)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return bound
+
+
+def pass_through(value: Any) -> Any:
+    """Copy a value from one component to another."""
+    return value

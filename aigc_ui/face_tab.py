@@ -1,17 +1,22 @@
 """Face synthesis tab: a grid of faces from seeds, pick one, re-roll a tile, morph between two seeds,
-and send the chosen face to the twin wizard. Wires widgets to pipelines.face.synthesis only."""
+and send the chosen face to the twin wizard. Wires widgets to pipelines.face.synthesis only.
+
+API: ``/generate_faces`` (model, count, seed, truncation), ``/reroll_face``, ``/interpolate_faces``.
+The handlers are the top-level functions below; ``build_tab`` only lays out and wires.
+"""
 from __future__ import annotations
 
 import random
 
 import gradio as gr
 
-from pipelines.face import synthesis as faces
 from pipelines.core.errors import UserError
+from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
+from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
+                     progress_callback, seed_value, show_notices)
 from .hosting import zero_gpu
-from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback, seed_value
 from .i18n import add_strings, say, t
 
 TAB = "face"
@@ -71,6 +76,117 @@ add_strings(
 )
 
 
+EMPTY_GRID = {"seeds": [], "paths": [], "picked": None}  # one browser session's grid (a gr.State)
+
+
+def _lang(ctx: StudioContext, request) -> str:
+    return language_of(request, ctx.config.language)
+
+
+def _tiles(paths, seeds) -> list[tuple[str, str]]:
+    return [(str(p), f"seed {s}") for p, s in zip(paths, seeds)]
+
+
+def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
+    """(label, name): models that cannot run here are marked, so users see why before they click."""
+    choices = []
+    for spec in ctx.catalog.models("face"):
+        state = faces.model_availability(spec, ctx.runtime)
+        label = spec.name if state.ok else f"{spec.name} ✗ ({state.reason})"
+        choices.append((label, spec.name))
+    return choices
+
+
+def default_description(ctx: StudioContext) -> str:
+    spec = ctx.catalog.get("face", DEFAULT_MODEL)
+    return f"{spec.description}  \n⚠ {spec.licence}: not for commercial use / 不可商用"
+
+
+# ---------------------------------------------------------------- handlers
+def describe_model(ctx: StudioContext, name: str, request: gr.Request) -> str:
+    language = _lang(ctx, request)
+    try:
+        spec = ctx.catalog.get("face", name or DEFAULT_MODEL)
+    except UserError as exc:
+        return exc.text(language)
+    lines = [spec.description]
+    state = faces.model_availability(spec, ctx.runtime)
+    if not state.ok:
+        lines.append(say("face.model_status", language, reason=state.reason_zh if language == "zh" else state.reason))
+    if not spec.commercial_use:
+        lines.append(say("face.research_only", language, licence=spec.licence))
+    return "  \n".join(lines)
+
+
+@friendly_errors
+def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: gr.Request, progress=gr.Progress()):
+    """A grid of faces; the first one is picked. The parameter names are the API's."""
+    language = _lang(ctx, request)
+    with ctx.jobs.running(request, TAB) as token:
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed_value(seed),
+                                      truncation=truncation, save=True, runtime=ctx.runtime, stop=token,
+                                      on_progress=progress_callback(progress))
+    show_notices(result.notices, language)
+    text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
+    state = {"seeds": result.seeds, "paths": [str(p) for p in result.paths], "picked": 0}
+    return _tiles(result.paths, result.seeds), text, state, str(result.paths[0]), result.seeds[0]
+
+
+def pick_face(state: dict, evt: gr.SelectData):
+    """A click on a tile: it becomes the picked face (shown, its seed shown)."""
+    index = evt.index if isinstance(evt.index, int) else evt.index[0]
+    if not state["paths"] or index >= len(state["paths"]):
+        return state, None, None
+    state = {**state, "picked": index}
+    return state, state["paths"][index], state["seeds"][index]
+
+
+@friendly_errors
+def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Request, progress=gr.Progress()):
+    """Replace the picked tile with a face from a new random seed; the other tiles stay."""
+    state = state or EMPTY_GRID
+    if state.get("picked") is None or not state["paths"]:
+        raise UserError(say("face.pick_first", "en"), zh=say("face.pick_first", "zh"))
+    index = state["picked"]
+    with ctx.jobs.running(request, TAB) as token:
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1,
+                                      seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
+                                      save=True, runtime=ctx.runtime, stop=token,
+                                      on_progress=progress_callback(progress))
+    show_notices([n for n in result.notices if n.level == "warning"], _lang(ctx, request))  # not the same info again
+    seeds, paths = list(state["seeds"]), list(state["paths"])
+    seeds[index], paths[index] = result.seeds[0], str(result.paths[0])
+    state = {"seeds": seeds, "paths": paths, "picked": index}
+    return _tiles(paths, seeds), state, paths[index], seeds[index]
+
+
+@friendly_errors
+def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncation, request: gr.Request,
+                      progress=gr.Progress()):
+    """A morph from one seed's face to another's: an animated GIF and an MP4."""
+    with ctx.jobs.running(request, TAB) as token:
+        result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
+                                         frames=frames, truncation=truncation, runtime=ctx.runtime, stop=token,
+                                         on_progress=progress_callback(progress))
+    return str(result.gif), str(result.mp4) if result.mp4 else None
+
+
+def stop_jobs(ctx: StudioContext, request: gr.Request) -> None:
+    ctx.jobs.stop(request, TAB)
+
+
+def refresh_models(ctx: StudioContext, current: str):
+    choices = model_choices(ctx)
+    names = [value for _, value in choices]
+    return gr.Dropdown(choices=choices, value=current if current in names else DEFAULT_MODEL)
+
+
+def on_open(ctx: StudioContext):
+    """Trained checkpoints appear when the tab is opened; the model the user picked stays."""
+    return gr.Dropdown(choices=model_choices(ctx))
+
+
+# ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
     gr.Markdown(t("face.intro"))
     with gr.Row():
@@ -78,7 +194,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             # plain names at build time; availability (which may look at the network) is shown when the tab opens
             model = gr.Dropdown(label=t("common.model"), value=DEFAULT_MODEL, allow_custom_value=True,
                                 choices=[s.name for s in ctx.catalog.models("face")])
-            model_info = gr.Markdown(_default_description(ctx))
+            model_info = gr.Markdown(default_description(ctx))
             count = gr.Slider(1, MAX_COUNT, value=8, step=1, label=t("face.count"))
             seed = gr.Number(label=t("common.seed"), value=-1, precision=0)
             truncation = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label=t("face.truncation"))
@@ -106,108 +222,20 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 with gr.Row():
                     gif = gr.Image(label=t("face.gif"), type="filepath", interactive=False)
                     mp4 = gr.Video(label=t("face.mp4"), interactive=False)
-    grid = gr.State({"seeds": [], "paths": [], "picked": None})  # this browser session's grid
+    grid = gr.State(dict(EMPTY_GRID))
 
-    def lang(request):
-        return language_of(request, ctx.config.language)
-
-    def describe(name, request: gr.Request):
-        language = lang(request)
-        try:
-            spec = ctx.catalog.get("face", name or DEFAULT_MODEL)
-        except UserError as exc:
-            return exc.text(language)
-        lines = [spec.description]
-        state = faces.model_availability(spec, ctx.runtime)
-        if not state.ok:
-            lines.append(say("face.model_status", language, reason=state.reason_zh if language == "zh" else state.reason))
-        if not spec.commercial_use:
-            lines.append(say("face.research_only", language, licence=spec.licence))
-        return "  \n".join(lines)
-
-    @friendly_errors
-    @zero_gpu(120)
-    def make_faces(model, count, seed, truncation, request: gr.Request, progress=gr.Progress()):
-        # the parameter names are the API's (/generate_faces): model, count, seed, truncation
-        language = lang(request)
-        with ctx.jobs.running(request, TAB) as token:
-            result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count,
-                                          seed=seed_value(seed), truncation=truncation, save=True,
-                                          runtime=ctx.runtime, stop=token, on_progress=progress_callback(progress))
-        notices = result.notices_zh if language == "zh" else result.notices
-        text = "  \n".join([say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1]), *notices])
-        tiles = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
-        state = {"seeds": result.seeds, "paths": [str(p) for p in result.paths], "picked": 0}
-        return tiles, text, state, str(result.paths[0]), result.seeds[0]
-
-    def pick(state, evt: gr.SelectData):
-        index = evt.index if isinstance(evt.index, int) else evt.index[0]
-        if not state["paths"] or index >= len(state["paths"]):
-            return state, None, None
-        state = {**state, "picked": index}
-        return state, state["paths"][index], state["seeds"][index]
-
-    @friendly_errors
-    @zero_gpu(60)
-    def reroll_tile(model, truncation, state, request: gr.Request, progress=gr.Progress()):
-        if state.get("picked") is None or not state["paths"]:
-            raise UserError(say("face.pick_first", "en"), zh=say("face.pick_first", "zh"))
-        index = state["picked"]
-        with ctx.jobs.running(request, TAB) as token:
-            result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1,
-                                          seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
-                                          save=True, runtime=ctx.runtime, stop=token,
-                                          on_progress=progress_callback(progress))
-        seeds, paths = list(state["seeds"]), list(state["paths"])
-        seeds[index], paths[index] = result.seeds[0], str(result.paths[0])
-        state = {"seeds": seeds, "paths": paths, "picked": index}
-        return [(p, f"seed {s}") for p, s in zip(paths, seeds)], state, paths[index], seeds[index]
-
-    @friendly_errors
-    @zero_gpu(120)
-    def make_morph(model, seed_a, seed_b, frames, truncation, request: gr.Request, progress=gr.Progress()):
-        with ctx.jobs.running(request, TAB) as token:
-            result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
-                                             frames=frames, truncation=truncation, runtime=ctx.runtime, stop=token,
-                                             on_progress=progress_callback(progress))
-        return str(result.gif), str(result.mp4) if result.mp4 else None
-
-    def stop_jobs(request: gr.Request):
-        ctx.jobs.stop(request, TAB)
-
-    def refresh_models(current):
-        choices = _model_choices(ctx)
-        names = [value for _, value in choices]
-        return gr.Dropdown(choices=choices, value=current if current in names else DEFAULT_MODEL)
-
-    model.change(describe, model, model_info, queue=False)
-    generate.click(make_faces, [model, count, seed, truncation], [gallery, notes, grid, picked, picked_seed],
-                   api_name="generate_faces", **ctx.heavy())
-    gallery.select(pick, grid, [grid, picked, picked_seed], queue=False)
-    reroll.click(reroll_tile, [model, truncation, grid], [gallery, grid, picked, picked_seed],
+    private = dict(queue=False, api_visibility="private")
+    model.change(bind(describe_model, ctx), model, model_info, **private)
+    generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
+                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", **ctx.heavy())
+    gallery.select(pick_face, grid, [grid, picked, picked_seed], **private)
+    reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
                  api_name="reroll_face", **ctx.heavy())
-    picked_seed.change(lambda s: s, picked_seed, seed_a, queue=False)
-    morph.click(make_morph, [model, seed_a, seed_b, frames, truncation], [gif, mp4], api_name="interpolate_faces",
-                **ctx.heavy())
-    stop.click(stop_jobs, None, None, queue=False)
-    refresh.click(refresh_models, model, model, queue=False).then(describe, model, model_info, queue=False)
+    picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
+    morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
+                api_name="interpolate_faces", **ctx.heavy())
+    stop.click(bind(stop_jobs, ctx), None, None, **private)
+    refresh.click(bind(refresh_models, ctx), model, model, **private).then(
+        bind(describe_model, ctx), model, model_info, **private)
 
-    def on_open(request: gr.Request):  # trained checkpoints appear when the tab is opened
-        return gr.Dropdown(choices=_model_choices(ctx))  # the value the user picked stays
-
-    return TabHandles(photo_source=picked, send_photo=send, on_open=(on_open, [model]))
-
-
-def _model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
-    """(label, name): models that cannot run here are marked, so users see why before they click."""
-    choices = []
-    for spec in ctx.catalog.models("face"):
-        state = faces.model_availability(spec, ctx.runtime)
-        label = spec.name if state.ok else f"{spec.name} ✗ ({state.reason})"
-        choices.append((label, spec.name))
-    return choices
-
-
-def _default_description(ctx: StudioContext) -> str:
-    spec = ctx.catalog.get("face", DEFAULT_MODEL)
-    return f"{spec.description}  \n⚠ {spec.licence}: not for commercial use / 不可商用"
+    return TabHandles(photo_source=picked, send_photo=send, on_open=(bind(on_open, ctx), [model]))

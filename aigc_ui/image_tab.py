@@ -3,17 +3,21 @@
 
 API: ``/generate_image`` (prompt, negative_prompt, model, steps, guidance, width, height, seed) -> PNG files.
 Batch size and scheduler come from the page (session state), so the API keeps exactly those eight parameters.
+The handlers are the top-level functions below; ``build_tab`` only lays out and wires.
 """
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 
-from pipelines import text_to_image as t2i
 from pipelines.core.errors import UserError
 from pipelines.core.png_metadata import read_png_parameters
+from pipelines.image import text_to_image as t2i
 
+from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
-from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 
 TAB = "image"
@@ -90,7 +94,7 @@ add_strings(
 )
 
 
-def _model_choices(ctx: StudioContext, check_network: bool = True) -> tuple[list[tuple[str, str]], str | None, bool]:
+def model_choices(ctx: StudioContext, check_network: bool = True) -> tuple[list[tuple[str, str]], str | None, bool]:
     """Dropdown choices (runnable models first, others labelled), the default, and whether any can run."""
     runnable, other = [], []
     for spec, ready in ctx.catalog.available(TAB, check_network=check_network):
@@ -102,9 +106,108 @@ def _model_choices(ctx: StudioContext, check_network: bool = True) -> tuple[list
     return runnable + other, default, bool(runnable)
 
 
+# ---------------------------------------------------------------- handlers
+def list_models(ctx: StudioContext):
+    """On opening the tab: new files in models/ appear; the choice is kept."""
+    choices, _, runnable = model_choices(ctx)
+    return gr.Dropdown(choices=choices), gr.Markdown(visible=not runnable)
+
+
+def refresh_models(ctx: StudioContext, current: str):
+    choices, default, runnable = model_choices(ctx)
+    keep = current if current in {value for _, value in choices} else default
+    return gr.Dropdown(choices=choices, value=keep), gr.Markdown(visible=not runnable)
+
+
+def apply_model_defaults(ctx: StudioContext, name: str):
+    """A model was picked: its own steps, guidance and size go to the sliders."""
+    try:
+        spec = ctx.catalog.get(TAB, name)
+    except UserError:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    d = t2i.model_defaults(spec)
+    return d["steps"], d["guidance"], d["size"], d["size"]
+
+
+def random_seed() -> int:
+    return -1
+
+
+def reuse_seed(used):
+    return -1 if used is None else used
+
+
+@friendly_errors
+def generate_image(ctx: StudioContext, prompt, negative_prompt, model, steps, guidance, width, height, seed,
+                   batch_size, scheduler_name, request: gr.Request, progress=gr.Progress()):
+    """Make the images; the parameter names are the API's: /generate_image(prompt, negative_prompt, model, ...)."""
+    started = time.perf_counter()
+    with ctx.jobs.running(request, TAB) as token:
+        result = t2i.generate_images(
+            prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
+            width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
+            scheduler=scheduler_name, runtime=ctx.runtime, stop=token, on_progress=progress_callback(progress))
+    lang = language_of(request)
+    show_notices(result.notices, lang)
+    message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
+                  seeds=", ".join(map(str, result.seeds)))
+    summary = {"paths": [str(p) for p in result.paths], "seeds": result.seeds, "text": message}
+    return [str(p) for p in result.paths], summary
+
+
+def show_result(result, session_paths):
+    """After a run: add the new images to the session gallery and select the first one."""
+    if not result:
+        return gr.update(), session_paths, gr.update(), gr.update(), gr.update(), gr.update()
+    paths = list(result["paths"]) + list(session_paths or [])
+    first = result["paths"][0] if result["paths"] else None
+    params = read_png_parameters(first) if first else None
+    seed = result["seeds"][0] if result["seeds"] else None
+    return paths, paths, result["text"], first, params, seed
+
+
+def stop_generation(ctx: StudioContext, request: gr.Request) -> None:
+    ctx.jobs.stop(request, TAB)
+
+
+def select_image(paths, evt: gr.SelectData):
+    if not paths or evt.index is None or evt.index >= len(paths):
+        return gr.update(), gr.update()
+    path = paths[evt.index]
+    return path, read_png_parameters(path)
+
+
+@friendly_errors
+def read_png(path, request: gr.Request):
+    if not path:
+        return None
+    params = read_png_parameters(path)
+    if not params:
+        gr.Info(say("image.no_params", language_of(request)))
+    return params
+
+
+def restore_controls(ctx: StudioContext, params):
+    """PNG info -> the controls; values this studio does not know (a model not here...) are left as they are."""
+    params = params or {}
+    known_models = {value for _, value in model_choices(ctx)[0]}
+    known_schedulers = {t2i.DEFAULT_SCHEDULER, *t2i.SCHEDULERS}
+
+    def value(key, allowed=None):
+        found = params.get(key)
+        if found in (None, "") or (allowed is not None and found not in allowed):
+            return gr.update()
+        return found
+
+    return (value("prompt"), value("negative_prompt"), value("model", known_models), value("steps"),
+            value("guidance"), value("width"), value("height"), value("seed"),
+            value("scheduler", known_schedulers), value("batch_size"))
+
+
+# ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
     # No network check while the app starts; the list is checked again when the tab is opened.
-    choices, default_model, any_runnable = _model_choices(ctx, check_network=False)
+    choices, default_model, any_runnable = model_choices(ctx, check_network=False)
     notice = gr.Markdown(t("image.no_model"), visible=not any_runnable, elem_classes=["notice"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
@@ -126,8 +229,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 batch = gr.Slider(1, t2i.MAX_BATCH, value=1, step=1, label=t("image.batch"))
             with gr.Row():
                 seed = gr.Number(label=t("common.seed"), value=-1, precision=0, scale=3)
-                random_seed = gr.Button(t("image.random_seed"), scale=1, size="sm")
-                reuse_seed = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
+                random_seed_button = gr.Button(t("image.random_seed"), scale=1, size="sm")
+                reuse_seed_button = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
             with gr.Row():
                 generate = gr.Button(t("common.generate"), variant="primary", scale=3)
                 stop = gr.Button(t("common.stop"), variant="stop", scale=1)
@@ -149,111 +252,23 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     gallery_state = gr.State([])
     result_state = gr.State(None)
     last_seed = gr.State(None)
+
     private = dict(queue=False, api_visibility="private")
-    batch.change(lambda value: value, batch, batch_state, **private)
-    scheduler.change(lambda value: value, scheduler, scheduler_state, **private)
-
-    def list_models():  # on opening the tab: new files in models/ appear; the choice is kept
-        new_choices, _, runnable = _model_choices(ctx)
-        return gr.Dropdown(choices=new_choices), gr.Markdown(visible=not runnable)
-
-    def refresh_models(current):
-        new_choices, new_default, runnable = _model_choices(ctx)
-        keep = current if current in {value for _, value in new_choices} else new_default
-        return gr.Dropdown(choices=new_choices, value=keep), gr.Markdown(visible=not runnable)
-
-    refresh.click(refresh_models, model, [model, notice], **private)
-
-    def model_defaults(name):
-        try:
-            spec = ctx.catalog.get(TAB, name)
-        except UserError:
-            return gr.update(), gr.update(), gr.update(), gr.update()
-        d = t2i.model_defaults(spec)
-        return d["steps"], d["guidance"], d["size"], d["size"]
-
-    model.input(model_defaults, model, [steps, guidance, width, height], **private)
-    random_seed.click(lambda: -1, None, seed, **private)
-    reuse_seed.click(lambda used: -1 if used is None else used, last_seed, seed, **private)
-
-    @zero_gpu(180)
-    @friendly_errors
-    def generate_image(prompt, negative_prompt, model, steps, guidance, width, height, seed, batch_size,
-                       scheduler_name, request: gr.Request, progress=gr.Progress()):
-        # parameter names are the API's: /generate_image(prompt, negative_prompt, model, steps, ...)
-        import time
-
-        started = time.perf_counter()
-        with ctx.jobs.running(request, TAB) as token:
-            result = t2i.generate_images(
-                prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
-                width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
-                scheduler=scheduler_name, runtime=ctx.runtime, stop=token,
-                on_progress=progress_callback(progress))
-        lang = language_of(request)
-        notices = result.notices_zh if lang == "zh" else result.notices
-        message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
-                      seeds=", ".join(map(str, result.seeds)))
-        summary = {"paths": [str(p) for p in result.paths], "seeds": result.seeds,
-                   "text": "\n\n".join([message, *(f"- {n}" for n in notices)])}
-        return [str(p) for p in result.paths], summary
-
-    generate.click(generate_image, [prompt, negative, model, steps, guidance, width, height, seed,
-                                    batch_state, scheduler_state], [files, result_state],
-                   api_name="generate_image", **ctx.heavy()).success(
-        _show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
+    batch.change(pass_through, batch, batch_state, **private)
+    scheduler.change(pass_through, scheduler, scheduler_state, **private)
+    refresh.click(bind(refresh_models, ctx), model, [model, notice], **private)
+    model.input(bind(apply_model_defaults, ctx), model, [steps, guidance, width, height], **private)
+    random_seed_button.click(random_seed, None, seed, **private)
+    reuse_seed_button.click(reuse_seed, last_seed, seed, **private)
+    generate.click(zero_gpu(180)(bind(generate_image, ctx)),
+                   [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state],
+                   [files, result_state], api_name="generate_image", **ctx.heavy()).success(
+        show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
         **private)
-    def stop_generation(request: gr.Request):
-        ctx.jobs.stop(request, TAB)
-
-    stop.click(stop_generation, None, None, **private)
-
-    def select_image(paths, evt: gr.SelectData):
-        if not paths or evt.index is None or evt.index >= len(paths):
-            return gr.update(), gr.update()
-        path = paths[evt.index]
-        return path, read_png_parameters(path)
-
+    stop.click(bind(stop_generation, ctx), None, None, **private)
     gallery.select(select_image, gallery_state, [selected, png_params], **private)
-
-    @friendly_errors
-    def read_png(path, request: gr.Request):
-        if not path:
-            return None
-        params = read_png_parameters(path)
-        if not params:
-            gr.Info(say("image.no_params", language_of(request)))
-        return params
-
     png_file.change(read_png, png_file, png_params, **private)
-
-    def restore_controls(params):
-        params = params or {}
-        known_models = {value for _, value in _model_choices(ctx)[0]}
-        known_schedulers = {t2i.DEFAULT_SCHEDULER, *t2i.SCHEDULERS}
-
-        def value(key, allowed=None):
-            found = params.get(key)
-            if found in (None, "") or (allowed is not None and found not in allowed):
-                return gr.update()
-            return found
-
-        return (value("prompt"), value("negative_prompt"), value("model", known_models), value("steps"),
-                value("guidance"), value("width"), value("height"), value("seed"),
-                value("scheduler", known_schedulers), value("batch_size"))
-
-    restore.click(restore_controls, png_params,
+    restore.click(bind(restore_controls, ctx), png_params,
                   [prompt, negative, model, steps, guidance, width, height, seed, scheduler, batch], **private)
 
-    return TabHandles(photo_source=selected, send_photo=send_photo, on_open=(list_models, [model, notice]))
-
-
-def _show_result(result, session_paths):
-    """After a run: add the new images to the session gallery and select the first one."""
-    if not result:
-        return gr.update(), session_paths, gr.update(), gr.update(), gr.update(), gr.update()
-    paths = list(result["paths"]) + list(session_paths or [])
-    first = result["paths"][0] if result["paths"] else None
-    params = read_png_parameters(first) if first else None
-    seed = result["seeds"][0] if result["seeds"] else None
-    return paths, paths, result["text"], first, params, seed
+    return TabHandles(photo_source=selected, send_photo=send_photo, on_open=(bind(list_models, ctx), [model, notice]))

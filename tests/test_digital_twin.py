@@ -224,6 +224,10 @@ def test_api_create_twin_video(client, tmp_path):
     t = np.arange(sr * 2) / sr
     voice = write_wav(tmp_path / "voice.wav", (0.3 * np.sin(2 * np.pi * 3 * t) ** 2 * np.sin(2 * np.pi * 220 * t))
                       .astype(np.float32), sr)
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/create_twin_video"]
+    parameters = [(p["parameter_name"], p.get("parameter_default")) for p in endpoint["parameters"]]
+    assert [name for name, _ in parameters] == ["photo", "script", "voice", "audio", "engine"]  # engine added last
+    assert parameters[-1][1] == "classic"
     out = client.predict(photo=handle_file(str(PHOTO)), script="", voice="auto", audio=handle_file(str(voice)),
                          api_name="/create_twin_video")
     path = out["video"] if isinstance(out, dict) else out
@@ -237,6 +241,8 @@ def test_api_create_twin_video(client, tmp_path):
     with pytest.raises(Exception, match="script"):  # the app stays up and answers clearly
         client.predict(photo=handle_file(str(PHOTO)), script="", voice="auto", audio=None,
                        api_name="/create_twin_video")
+    with pytest.raises(Exception, match="Unknown model 'nope'"):
+        client.predict(handle_file(str(PHOTO)), "Hello.", "auto", None, "nope", api_name="/create_twin_video")
 
 
 def test_stop_ends_the_render_and_leaves_no_half_written_file(runtime, tmp_path):

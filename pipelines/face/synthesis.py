@@ -32,6 +32,7 @@ from pathlib import Path
 from ..core.catalog import TASK_FOLDERS, Availability, ModelSpec, availability
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
+from ..core.notices import Notice
 from ..core.outputs import atomic_path, new_output_path, write_params
 from ..core.runtime import Runtime
 
@@ -54,9 +55,8 @@ class FaceResult:
     model: str
     native_size: int  # what the model itself makes (64 for the bundled DCGAN)
     paths: list[Path] = field(default_factory=list)  # saved PNGs (parameters in <png>.json beside them)
-    params: dict = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)
-    notices_zh: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)  # "licence" says what the faces may be used for
+    notices: list[Notice] = field(default_factory=list)
     stopped: bool = False  # Stop was pressed: only the faces finished before it are here
 
 
@@ -166,7 +166,7 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     seed = random.randint(0, MAX_SEED - MAX_COUNT) if seed < 0 else seed
     seeds = list(range(seed, seed + count))
     backend = resolve_backend(spec)
-    notices: tuple[list[str], list[str]] = ([], [])
+    notices: list[Notice] = []
 
     # 2. Run the model.
     stopped = False
@@ -181,8 +181,8 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
             with _load_model(spec, backend, runtime) as pipe:
                 images = _diffusion_faces(pipe, seeds, steps, stop, on_progress)
         if backend not in GAN_BACKENDS and truncation != 1.0:
-            notices[0].append("Truncation applies to GAN models only; it was ignored.")
-            notices[1].append("截断系数只适用于 GAN 模型，已忽略。")
+            notices.append(Notice("Truncation applies to GAN models only; it was ignored.",
+                                  "截断系数只适用于 GAN 模型，已忽略。"))
     except Stopped as exc:
         images, stopped = list(getattr(exc, "partial", []) or []), True
         if not images:
@@ -193,19 +193,17 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     # 3. Enlarge small outputs for display, say so.
     if display_size and native and native < display_size:
         images = [upscale(image, display_size) for image in images]
-        notices[0].append(f"This model makes {native} px faces; they are enlarged to {display_size} px "
-                          "(Lanczos filter) and look soft.")
-        notices[1].append(f"该模型生成 {native} 像素的人脸，已放大到 {display_size} 像素（Lanczos 滤波），画面会偏柔和。")
-    if not spec.commercial_use:
-        notices[0].append(f"Licence: {spec.licence}; not for commercial use.")
-        notices[1].append(f"许可：{spec.licence}（仅限非商业/研究用途）。")
+        notices.append(Notice(f"This model makes {native} px faces; they are enlarged to {display_size} px "
+                              "(Lanczos filter) and look soft.",
+                              f"该模型生成 {native} 像素的人脸，已放大到 {display_size} 像素（Lanczos 滤波），画面会偏柔和。",
+                              "info"))
 
     # 4. Save (one PNG per face, parameters beside it).
     params = {"task": "faces", "model": spec.name, "seeds": seeds, "truncation": truncation, "steps": steps,
               "native_size": native, "display_size": images[0].width if images else 0, "licence": spec.licence}
     paths = _save_faces(images, seeds, params, spec, runtime, out_dir) if (save or out_dir) else []
     return FaceResult(images=images, seeds=seeds, model=spec.name, native_size=native, paths=paths, params=params,
-                      notices=notices[0], notices_zh=notices[1], stopped=stopped)
+                      notices=notices, stopped=stopped)
 
 
 def _as_int(value, name: str, name_zh: str) -> int:
@@ -337,14 +335,13 @@ def _portrait_faces(seeds, image_model, steps, runtime, stop, on_progress, notic
         result = generate_images(PORTRAIT_PROMPT, negative_prompt=PORTRAIT_NEGATIVE, model=model, steps=steps,
                                  seed=seed, batch_size=1, runtime=runtime, stop=stop, on_progress=part)
         images += result.images
-        notices[0].extend(n for n in result.notices if n not in notices[0])
-        notices[1].extend(n for n in getattr(result, "notices_zh", []) if n not in notices[1])
+        notices.extend(n for n in result.notices if n not in notices)
         if getattr(result, "stopped", False):
             error = Stopped()
             error.partial = images
             raise error
-    notices[0].insert(0, f"Portrait preset: made with the text-to-image model {model}.")
-    notices[1].insert(0, f"肖像预设：由文生图模型 {model} 生成。")
+    notices.insert(0, Notice(f"Portrait preset: made with the text-to-image model {model}.",
+                             f"肖像预设：由文生图模型 {model} 生成。", "info"))
     return images
 
 
@@ -528,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
             for path, seed in zip(result.paths, result.seeds):
                 print(f"{path}\tseed {seed}")
             for notice in result.notices:
-                print(notice, file=sys.stderr)
+                print(f"note: {notice.en}", file=sys.stderr)
+            spec = runtime.catalog.get("face", result.model)
+            if not spec.commercial_use:
+                print(f"note: licence {spec.licence}: not for commercial use", file=sys.stderr)
         elif command == "interpolate":
             result = interpolate_faces(model=args.model, seed_a=args.seed_a, seed_b=args.seed_b, frames=args.frames,
                                        fps=args.fps, truncation=args.truncation, out_dir=args.out, runtime=runtime)

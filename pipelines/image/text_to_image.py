@@ -25,6 +25,7 @@ from typing import Any, Callable
 from ..core.catalog import TASK_FOLDERS, ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
+from ..core.notices import Notice
 from ..core.outputs import atomic_path, new_output_path
 from ..core.png_metadata import png_info
 
@@ -57,8 +58,7 @@ class ImageResult:
     paths: list[Path]  # saved PNGs (parameters inside)
     seeds: list[int]
     params: dict  # what was asked, after defaults and rounding (seed = the first image's)
-    notices: list[str] = field(default_factory=list)  # English
-    notices_zh: list[str] = field(default_factory=list)  # the same, in Chinese
+    notices: list[Notice] = field(default_factory=list)
     stopped: bool = False  # Stop was pressed: only the images finished before it are here
 
 
@@ -67,7 +67,7 @@ class LoadedPipeline:
     """A diffusers pipeline in the cache, with a lock: a pipeline call keeps state on the object."""
 
     pipe: Any
-    memory_notes: list[str]
+    memory_notes: list[tuple[str, str]]  # memory savers turned on: (English, Chinese)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -81,14 +81,11 @@ class LoadedPipeline:
         self.pipe = None
 
 
-class _Notes:
-    def __init__(self):
-        self.en: list[str] = []
-        self.zh: list[str] = []
+class _Notes(list):
+    """The run's notices, added as (English, Chinese) pairs."""
 
-    def add(self, en: str, zh: str) -> None:
-        self.en.append(en)
-        self.zh.append(zh)
+    def add(self, en: str, zh: str, level: str = "warning") -> None:
+        self.append(Notice(en, zh, level))
 
 
 # ---------------------------------------------------------------- model defaults and loading
@@ -189,7 +186,7 @@ def _load_error(spec: ModelSpec, exc: BaseException, offline: bool) -> ModelLoad
                           zh=f"无法加载 {spec.name}：{first_line}" + ("（无网络：请把模型放入 models/image/）" if offline else ""))
 
 
-def _place_on_device(pipe, device: str) -> list[str]:
+def _place_on_device(pipe, device: str) -> list[tuple[str, str]]:
     """fp16 was chosen by the caller; here: GPU placement or CPU offload, and attention slicing if short."""
     import psutil
 
@@ -201,16 +198,16 @@ def _place_on_device(pipe, device: str) -> list[str]:
         total = gpu_memory_bytes(device) or 0
         if total and total < 2 * weights + 2 * 2**30:  # weights + activations would not fit: offload
             pipe.enable_model_cpu_offload(device=device)
-            notes.append("model CPU offload")
+            notes.append(("model CPU offload", "模型 CPU 卸载"))
         else:
             pipe.to(device)
     elif device != "cpu":
         pipe.to(device)
         pipe.enable_attention_slicing()  # diffusers' advice for Apple's MPS
-        notes.append("attention slicing")
+        notes.append(("attention slicing", "注意力切片"))
     elif psutil.virtual_memory().available < 2 * weights + 2**30:
         pipe.enable_attention_slicing()
-        notes.append("attention slicing")
+        notes.append(("attention slicing", "注意力切片"))
     return notes
 
 
@@ -288,8 +285,8 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     with runtime.cache.use(key, lambda: _load_pipeline(spec, device, dtype), label=spec.name, device=device,
                            size_hint=int(spec.size_mb * 2**20) or None) as loaded, loaded.lock:
         pipe = loaded.pipe
-        for note in loaded.memory_notes:
-            notes.add(f"Memory saver on: {note}.", f"已启用省内存选项：{note}。")
+        for en, zh in loaded.memory_notes:
+            notes.add(f"Memory saver on: {en}.", f"已启用省内存选项：{zh}。", "info")
 
         # 3. Prompt length: CLIP reads 77 tokens; the rest is cut off, and the user should know
         _note_truncation(pipe, prompt, "prompt", "提示词", notes)
@@ -301,7 +298,7 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
         if hasattr(pipe, "vae") and hasattr(pipe.vae, "enable_tiling"):
             if width * height > 1024 * 1024:
                 pipe.vae.enable_tiling()
-                notes.add("Memory saver on: VAE tiling.", "已启用省内存选项：VAE 分块解码。")
+                notes.add("Memory saver on: VAE tiling.", "已启用省内存选项：VAE 分块解码。", "info")
             else:
                 pipe.vae.disable_tiling()
 
@@ -338,11 +335,11 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     if stopped:
         notes.add(f"Stopped: {len(images)} of {batch_size} images were finished.", f"已停止：完成了 {len(images)}/{batch_size} 张。")
     if not images:
-        raise UserError("The model produced no usable image: " + " ".join(notes.en),
-                        zh="模型没有生成可用的图片：" + "".join(notes.zh))
+        raise UserError("The model produced no usable image: " + " ".join(n.en for n in notes),
+                        zh="模型没有生成可用的图片：" + "".join(n.zh for n in notes))
     report(on_progress, 1.0, "done")
-    return ImageResult(images=images, paths=paths, seeds=seeds, params=params, notices=notes.en,
-                       notices_zh=notes.zh, stopped=stopped)
+    return ImageResult(images=images, paths=paths, seeds=seeds, params=params, notices=list(notes),
+                       stopped=stopped)
 
 
 def _finite(value, name: str, name_zh: str) -> float:
@@ -479,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             image.save(tmp, format="PNG", pnginfo=png_info(dict(result.params, seed=seed)))
         print(f"{target}  seed={seed}")
     for notice in result.notices:
-        print(f"note: {notice}", file=sys.stderr)
+        print(f"note: {notice.en}", file=sys.stderr)
     return 0
 
 

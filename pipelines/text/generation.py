@@ -67,7 +67,7 @@ class TextResult:
 @dataclass
 class TwinScript:
     text: str
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     model: str = ""
     seed: int = 0
     target_words: int = 0  # English words (or Chinese characters) aimed at
@@ -433,8 +433,8 @@ def write_twin_script(persona: str, topic: str, seconds: float = 20, language: s
                       stop: StopToken | None = None) -> TwinScript:
     """Write what the digital twin will say: about ``seconds`` of speech about ``topic``, as ``persona``.
 
-    ``language`` "en" (2.5 words/s) or "zh" (4 characters/s). Warnings (in that language) say when
-    the model does not speak it or the script came out short.
+    ``language`` "en" (2.5 words/s) or "zh" (4 characters/s). Notices say when the model does not
+    speak it or the script came out short.
     """
     runtime = runtime or Runtime.default()
     zh = language.startswith("zh")
@@ -452,16 +452,19 @@ def write_twin_script(persona: str, topic: str, seconds: float = 20, language: s
     # 3. Keep only the spoken words, fitted to the length, and say what went wrong.
     target = twin_script_target(seconds, "zh" if zh else "en")
     text = clean_script(result.text, target, "zh" if zh else "en")
-    warnings = [n.text(language) for n in result.notices]
+    notices = list(result.notices)
     if zh and not has_chinese(text):
-        warnings.append("模型没有写出中文：请使用中文模型（如 qwen2.5-0.5b-instruct-gguf，放入 models/text/）。")
+        notices.append(Notice("The model wrote no Chinese: use a Chinese model (e.g. qwen2.5-0.5b-instruct-gguf, "
+                              "put in models/text/).",
+                              "模型没有写出中文：请使用中文模型（如 qwen2.5-0.5b-instruct-gguf，放入 models/text/）。"))
     length = len(text) if zh else len(text.split())
+    unit, unit_zh = ("characters", "字") if zh else ("words", "个词")
     if result.stopped:
-        warnings.append("已停止：脚本不完整。" if zh else "Stopped: the script is incomplete.")
+        notices.append(Notice("Stopped: the script is incomplete.", "已停止：脚本不完整。"))
     elif length < target * 0.6:
-        warnings.append(f"脚本比目标短（{length}/{target} 字）。" if zh else
-                        f"The script is shorter than asked ({length} of {target} words).")
-    return TwinScript(text=text, warnings=warnings, model=result.model, seed=result.seed, target_words=target)
+        notices.append(Notice(f"The script is shorter than asked ({length} of {target} {unit}).",
+                              f"脚本比目标短（{length}/{target} {unit_zh}）。"))
+    return TwinScript(text=text, notices=notices, model=result.model, seed=result.seed, target_words=target)
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -30,6 +30,7 @@ import numpy as np
 from ..core.catalog import ModelSpec, availability
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
+from ..core.notices import Notice
 from ..core.outputs import new_output_path, write_params
 from ..core.runtime import Runtime
 from .text_normalize import (Segment, dominant_language, has_speakable_content, plan_segments,
@@ -72,7 +73,7 @@ class SpeechResult:
     language: str
     path: Path | None = None  # the saved wav/mp3 (None when save=False)
     duration: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     params: dict = field(default_factory=dict)
 
 
@@ -139,7 +140,7 @@ def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return SpeechResult(sample_rate=summary["sample_rate"], audio=audio, timings=timings, voice=summary["voice"],
                         language=summary["language"], path=summary["path"], duration=len(audio) / summary["sample_rate"],
-                        warnings=summary["warnings"], params=summary["params"])
+                        notices=summary["notices"], params=summary["params"])
 
 
 def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
@@ -148,7 +149,7 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
                   save: bool = True) -> Iterator[SpeechChunk]:
     """Yield each spoken piece as soon as it is made, writing the output file as it goes.
 
-    Returns (as the generator's value) a dict: sample_rate, voice, language, path, warnings, params,
+    Returns (as the generator's value) a dict: sample_rate, voice, language, path, notices, params,
     stopped. On Stop it ends early and the file keeps what was spoken so far (stopped=True).
     """
     runtime = runtime or Runtime.default()
@@ -161,7 +162,7 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
     segments = plan_segments(text, latin_language=chosen.latin_language)
     if not segments:
         raise UserError("There is nothing to say: the text has no words.", zh="没有可朗读的内容：文本中没有文字。")
-    plan, warnings = _assign_voices(segments, chosen, runtime)
+    plan, notices = _assign_voices(segments, chosen, runtime)
     language = dominant_language(text, chosen.latin_language)
     params = dict(text=text[:2000], voice=chosen.name, speed=speed, pitch=pitch, normalize=normalize,
                   sentence_pause=sentence_pause, language=language,
@@ -202,7 +203,7 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
         stopped = False
     path = writer.finish(params | {"stopped": stopped}) if writer is not None else None
     return dict(sample_rate=sample_rate or 22050, voice=chosen.name, language=language, path=path,
-                warnings=warnings, params=params, stopped=stopped)
+                notices=notices, params=params, stopped=stopped)
 
 
 def list_voices(runtime: Runtime | None = None) -> list[str]:
@@ -349,7 +350,7 @@ def _base_language(code: str) -> str:
 
 def _assign_voices(segments: list[Segment], chosen: _Voice, runtime: Runtime):
     """A voice for every segment: the chosen one where it speaks the language, else the best fit."""
-    warnings: list[str] = []
+    notices: list[Notice] = []
     if chosen.name not in (AUTO, ESPEAK) and not any(chosen.speaks(s.language) for s in segments):
         spoken = ", ".join(sorted({s.language for s in segments}))
         raise UserError(
@@ -365,11 +366,12 @@ def _assign_voices(segments: list[Segment], chosen: _Voice, runtime: Runtime):
         else:
             fallback = _auto_voice(segment.language, runtime)
             if chosen.name != AUTO:
-                note = f"'{chosen.name}' does not speak '{segment.language}': used {fallback.name} for that part."
-                if note not in warnings:
-                    warnings.append(note)
+                note = Notice(f"'{chosen.name}' does not speak '{segment.language}': used {fallback.name} for that part.",
+                              f"“{chosen.name}”不会说“{segment.language}”：这部分改用 {fallback.name}。")
+                if note not in notices:
+                    notices.append(note)
             plan.append((segment, fallback))
-    return plan, warnings
+    return plan, notices
 
 
 def _auto_voice(language: str, runtime: Runtime) -> _Voice:
@@ -527,8 +529,8 @@ def main(argv: list[str] | None = None) -> int:
 
             Path(args.timings).write_text(json.dumps([t.__dict__ for t in result.timings], ensure_ascii=False,
                                                      indent=1), encoding="utf-8")
-        for warning in result.warnings:
-            print("note:", warning, file=sys.stderr)
+        for notice in result.notices:
+            print("note:", notice.en, file=sys.stderr)
         print(f"{out}  {result.duration:.2f} s of speech at {result.sample_rate} Hz, voice {result.voice}, "
               f"made in {time.perf_counter() - started:.2f} s")
         return 0
