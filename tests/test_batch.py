@@ -322,3 +322,55 @@ def test_summary_cells_cannot_run_as_formulas(tmp_path):
     write_summary(tmp_path / "s.csv", [RowResult(2, "=HYPERLINK(1)", "failed", error="-bad")])
     row = read_summary(tmp_path / "s.csv")[0]
     assert row["name"] == "'=HYPERLINK(1)" and row["error"] == "'-bad"
+
+
+# ---------------------------------------------------------------- lost workers
+
+
+def kill_one_worker(is_worker) -> int | None:
+    """SIGKILL one of this test's own worker processes (a descendant whose command line ``is_worker``)."""
+    import signal
+
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if is_worker(" ".join(child.cmdline())):
+                os.kill(child.pid, signal.SIGKILL)
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def six_rows(folder: Path) -> Path:
+    rows = [dict(FOUR_ROWS[0], name=f"k{i}", script=f"Hello number {i}, nice to meet you.") for i in range(6)]
+    return write_csv(folder / "six.csv", rows)
+
+
+@pytest.mark.slow
+def test_a_killed_pool_worker_costs_a_retry_not_the_rows(batch_folder, runtime, tmp_path):
+    killed = []
+
+    def kill_after_first(result):
+        if not killed:
+            killed.append(kill_one_worker(lambda cmd: "multiprocessing.spawn" in cmd and "resource_tracker" not in cmd))
+
+    result = run_batch(BatchConfig(six_rows(batch_folder), tmp_path / "out", workers=2), runtime=runtime,
+                       on_row=kill_after_first)
+    assert killed[0] is not None  # a worker really died mid-batch
+    assert [r.status for r in result.rows] == ["done"] * 6, [r.error for r in result.rows]
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_is_retried_by_ray(batch_folder, runtime, tmp_path, local_ray):
+    killed = []
+
+    def kill_after_first(result):
+        if not killed:
+            killed.append(kill_one_worker(lambda cmd: cmd.startswith("ray::render_row")))  # a busy worker, by its title
+
+    result = run_batch(BatchConfig(six_rows(batch_folder), tmp_path / "out", ray_address="auto"), runtime=runtime,
+                       on_row=kill_after_first)
+    assert killed[0] is not None
+    assert [r.status for r in result.rows] == ["done"] * 6, [r.error for r in result.rows]

@@ -89,6 +89,7 @@ class PoolBackend:
         self._pool = self._new_pool()
         self._futures: dict[cf.Future, tuple[RowJob, Path]] = {}
         self._attempts: dict[int, int] = {}
+        self._failed: list[tuple[RowJob, RowOutcome]] = []  # rows given up after too many lost workers
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -97,38 +98,49 @@ class PoolBackend:
 
     @property
     def in_flight(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._failed)
 
     def submit(self, job: RowJob, out_path: Path) -> None:
-        future = self._pool.submit(worker.render_row_in_pool, job, str(out_path))
+        try:
+            future = self._pool.submit(worker.render_row_in_pool, job, str(out_path))
+        except cf.process.BrokenProcessPool:  # a worker died since the last look: a new pool first
+            self._rebuild()
+            future = self._pool.submit(worker.render_row_in_pool, job, str(out_path))
         self._futures[future] = (job, out_path)
 
     def next_outcome(self) -> tuple[RowJob, RowOutcome]:
         while True:
+            if self._failed:
+                return self._failed.pop(0)
             done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
             future = next(iter(done))
             job, out_path = self._futures.pop(future)
             try:
                 return job, future.result()
             except cf.process.BrokenProcessPool:
-                attempts = self._attempts.get(job.row, 0) + 1
-                self._attempts[job.row] = attempts
-                if attempts > self.max_retries:
-                    return job, RowOutcome(job.row, "failed", 0.0, error_en=LOST_WORKER_EN.format(n=attempts),
-                                           error_zh=LOST_WORKER_ZH.format(n=attempts))
                 self._rebuild()
-                self.submit(job, out_path)
+                self._retry(job, out_path)
+
+    def _retry(self, job: RowJob, out_path: Path) -> None:
+        """Try a lost row again, or give up on it after ``max_retries`` with the reason."""
+        attempts = self._attempts.get(job.row, 0) + 1
+        self._attempts[job.row] = attempts
+        if attempts > self.max_retries:
+            self._failed.append((job, RowOutcome(job.row, "failed", 0.0, error_en=LOST_WORKER_EN.format(n=attempts),
+                                                 error_zh=LOST_WORKER_ZH.format(n=attempts))))
+        else:
+            self.submit(job, out_path)
 
     def _rebuild(self) -> None:
-        """After a worker died: a new pool, and the rows of the broken one resubmitted to it."""
+        """After a worker died: a new pool, and every row the broken one held tried again on it."""
         if not getattr(self._pool, "_broken", False):
-            return
+            return  # already rebuilt
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
-        stranded = [(f, item) for f, item in self._futures.items() if not f.done() or f.exception() is not None]
-        for future, (job, out_path) in stranded:
+        lost = [(f, item) for f, item in self._futures.items() if not f.done() or f.exception() is not None]
+        for future, (job, out_path) in lost:
             del self._futures[future]
-            self.submit(job, out_path)
+            self._retry(job, out_path)
 
     def stop(self) -> list[tuple[RowJob, RowOutcome]]:
         """Rows not started are dropped; rows being rendered finish (and are kept)."""
@@ -212,10 +224,10 @@ class RayBackend:
             outcome: RowOutcome = self.ray.get(ref)
         except rex.TaskCancelledError:
             return RowOutcome(job.row, "stopped", 0.0)
-        except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OwnerDiedError, rex.ObjectLostError) as exc:
+        except rex.RayError as exc:  # workers or nodes lost more often than Ray retries, or the cluster broke
             n = self.max_retries + 1
             return RowOutcome(job.row, "failed", 0.0, error_en=LOST_WORKER_EN.format(n=n) + f" ({type(exc).__name__})",
-                              error_zh=LOST_WORKER_ZH.format(n=n))
+                              error_zh=LOST_WORKER_ZH.format(n=n) + f"（{type(exc).__name__}）")
         if outcome.files:
             for name, data in outcome.files.items():  # the video and its params, written atomically here
                 with atomic_path(out_path.with_name(name)) as tmp:

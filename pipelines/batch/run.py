@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..core.errors import UserError
 from ..core.jobs import ProgressFn, StopToken, report
 from ..core.notices import Notice
 from ..core.outputs import atomic_path
@@ -194,7 +193,7 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
-def _summary_row(result: RowResult, out_dir: Path) -> list[str]:
+def _summary_row(result: RowResult) -> list[str]:
     output = result.output.name if result.output else ""
     return [_cell(v) for v in (result.row, result.name, result.status, result.duration or "",
                                result.render_seconds or "", output, result.error)]
@@ -214,7 +213,7 @@ class SummaryWriter:
         return self
 
     def write(self, result: RowResult) -> None:
-        self.writer.writerow(_summary_row(result, self.path.parent))
+        self.writer.writerow(_summary_row(result))
         self.file.flush()
 
     def __exit__(self, *exc) -> None:
@@ -226,7 +225,7 @@ def write_summary(path: Path, results: list[RowResult]) -> None:
         with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(SUMMARY_COLUMNS)
-            writer.writerows(_summary_row(r, path.parent) for r in results)
+            writer.writerows(_summary_row(r) for r in results)
 
 
 def read_summary(path: Path) -> list[dict[str, str]]:
