@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..core.errors import UserError
 from ..core.jobs import StopToken
 from ..core.outputs import atomic_path
 from ..core.runtime import Runtime
@@ -185,13 +186,22 @@ class RayBackend:
         self.models_dir = str(models_dir) if models_dir else None
         self.started_here = False
         if not ray.is_initialized():
-            if target.address in (None, "", "local"):
-                ray.init(num_cpus=target.num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                         object_store_memory=512 * 2**20, log_to_driver=False)
-            else:
-                # The project's code travels with the job; its packages must be installed on every node.
-                ray.init(address=target.address, log_to_driver=False,
-                         runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
+            try:
+                if target.address in (None, "", "local"):
+                    ray.init(num_cpus=target.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                             object_store_memory=512 * 2**20, log_to_driver=False)
+                else:
+                    # The project's code travels with the job; its packages must be installed on every node.
+                    ray.init(address=target.address, log_to_driver=False,
+                             runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
+            except Exception as exc:  # noqa: BLE001 - a connection error, a refused token... said plainly
+                raise UserError(
+                    f"Cannot start or reach Ray at '{target.address or 'local'}': {type(exc).__name__}: {str(exc)[:200]}. "
+                    "Is the cluster started (ray start --head)? With token authentication, set RAY_AUTH_MODE=token "
+                    "and the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here too.",
+                    zh=f"无法启动或连接 Ray（{target.address or 'local'}）：{type(exc).__name__}: {str(exc)[:200]}。"
+                       "集群是否已启动（ray start --head）？若启用了令牌认证，请在本机也设置 RAY_AUTH_MODE=token "
+                       "和集群的令牌（RAY_AUTH_TOKEN 或 ~/.ray/auth_token）。") from exc
             self.started_here = True
         options = dict(num_cpus=1, max_retries=max_retries)
         self._task = ray.remote(**options)(worker.render_row_shared if target.shared_folder else worker.render_row_shipped)

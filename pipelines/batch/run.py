@@ -121,7 +121,6 @@ def run_batch(config: BatchConfig, *, runtime: Runtime | None = None, stop: Stop
     total = count_rows(config.spreadsheet, config.encoding)
     planner = Planner(config.spreadsheet.parent, config.input_folders, options=config.options, runtime=runtime)
     out_dir = config.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / SUMMARY_NAME
     results: list[RowResult] = []
 
@@ -144,8 +143,9 @@ def run_batch(config: BatchConfig, *, runtime: Runtime | None = None, stop: Stop
                          error=error, notices=job.notices + outcome.notices)
 
     report(on_progress, 0.0, f"0/{total}")
+    backend = _backend(config, runtime, stop)  # before any file is written: a cluster out of reach says so first
+    out_dir.mkdir(parents=True, exist_ok=True)
     with SummaryWriter(summary_path) as summary:
-        backend = _backend(config, runtime, stop)
         try:
             for sheet_row in sheet.rows:
                 if stop_requested():
