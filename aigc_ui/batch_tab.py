@@ -167,9 +167,10 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 stop = gr.Button(t("common.stop"), variant="stop")
         with gr.Column(scale=3):
             status = gr.Markdown(label=t("batch.status"))
-            table = gr.Dataframe(headers=TABLE_COLUMNS, label=t("batch.summary"), interactive=False, wrap=True)
+            table = gr.Dataframe(headers=TABLE_COLUMNS, label=t("batch.summary"), interactive=False, wrap=True,
+                                 column_widths=["7%", "13%", "11%", "10%", "24%", "35%"])
             archive = gr.File(label=t("batch.zip"), interactive=False)
     run.click(bind(run_batch_job, ctx), [sheet, files, consent], [table, status, archive], api_name="run_batch",
-              show_progress="full", **ctx.concurrency("batch"))
+              show_progress="full", show_progress_on=[status], **ctx.concurrency("batch"))  # the table stays visible
     stop.click(bind(stop_batch, ctx), None, None, queue=False, api_visibility="private")
     return TabHandles()
