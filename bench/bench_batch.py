@@ -65,7 +65,7 @@ def run() -> dict:
         inline_s, inline = timed_batch(BatchConfig(jobs, root / "inline", workers=0, make_zip=False), runtime)
         pool_s, pool = timed_batch(BatchConfig(jobs, root / "pool", workers=cores, make_zip=False), runtime)
         started = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
+        ray.init(address="local", num_cpus=cores, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
         ray_start_s = time.perf_counter() - started
         try:
             ray_s, on_ray = timed_batch(BatchConfig(jobs, root / "ray", ray_address="auto", make_zip=False), runtime)

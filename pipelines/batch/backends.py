@@ -188,8 +188,9 @@ class RayBackend:
         if not ray.is_initialized():
             try:
                 if target.address in (None, "", "local"):
-                    ray.init(num_cpus=target.num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                             object_store_memory=512 * 2**20, log_to_driver=False)
+                    # "local": a new instance even if another cluster on this machine was the last one started
+                    ray.init(address="local", num_cpus=target.num_cpus or os.cpu_count() or 1,
+                             include_dashboard=False, object_store_memory=512 * 2**20, log_to_driver=False)
                 else:
                     # The project's code travels with the job; its packages must be installed on every node.
                     ray.init(address=target.address, log_to_driver=False,
