@@ -121,6 +121,15 @@ def test_four_rows_on_a_local_ray_cluster(batch_folder, runtime, tmp_path, local
 
 
 @pytest.mark.slow
+def test_ray_with_a_shared_folder_writes_the_videos_in_place(batch_folder, runtime, tmp_path, local_ray):
+    sheet = write_csv(batch_folder / "two.csv", FOUR_ROWS[:2])
+    result = run_batch(BatchConfig(sheet, tmp_path / "shared-out", ray_address="auto", shared_folder=True,
+                                   make_zip=False), runtime=runtime)
+    assert [r.status for r in result.rows] == ["done", "done"] and result.zip_path is None
+    assert all(r.output.is_file() and r.output.with_name(r.output.name + ".json").is_file() for r in result.rows)
+
+
+@pytest.mark.slow
 def test_a_stopped_batch_resumes_and_skips_the_rows_already_done(batch_folder, runtime, tmp_path):
     rows = [dict(FOUR_ROWS[0], name=f"p{i}", script=f"Hello number {i}.") for i in range(5)]
     sheet = write_csv(batch_folder / "five.csv", rows)
