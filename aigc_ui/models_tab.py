@@ -8,8 +8,6 @@ API: /loaded_models -> (budget, loaded, which, catalog), /unload_model, /unload_
 """
 from __future__ import annotations
 
-import functools
-import inspect
 
 import gradio as gr
 
@@ -18,7 +16,7 @@ from pipelines.core.downloads import human_size
 from pipelines.core.errors import Stopped, UserError
 from pipelines.core.model_downloads import ModelEntry, download_model, model_entries, remove_model
 
-from .common import StudioContext, TabHandles, friendly_errors, language_of
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of
 from .i18n import add_strings, say, t
 
 TAB = "models"
@@ -346,18 +344,6 @@ def remove_selected(ctx: StudioContext, name: str | None, request: gr.Request):
 
 
 # ---------------------------------------------------------------------------------------- layout
-def bound(handler, ctx: StudioContext):
-    """``handler`` with the context filled in, keeping the signature Gradio reads (gr.Request,
-    gr.SelectData and gr.Progress are recognised by their annotations, which functools.partial hides)."""
-    @functools.wraps(handler)
-    def with_context(*args, **kwargs):
-        return handler(ctx, *args, **kwargs)
-
-    signature = inspect.signature(handler)
-    with_context.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    return with_context
-
-
 def build_tab(ctx: StudioContext) -> TabHandles:
     gr.Markdown(t("models.catalog_info"))
     catalog = gr.Dataframe(headers=headers(CATALOG_COLUMNS, "en"), interactive=False, wrap=True,
@@ -388,15 +374,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     loaded_outputs = [budget, loaded, which]
     everything = loaded_outputs + [catalog, pick]
     after_change = [status, token, catalog, details, download, remove]
-    refresh.click(bound(show_lists, ctx), None, loaded_outputs + [catalog], api_name="loaded_models").then(
-        bound(refresh_choices, ctx), None, pick, api_visibility="private")
-    unload.click(bound(unload_model, ctx), which, loaded_outputs, api_name="unload_model")
-    unload_all.click(bound(unload_all_models, ctx), None, loaded_outputs, api_name="unload_all_models")
-    pick.change(bound(pick_model, ctx), pick, [details, download, remove], api_visibility="private")
-    catalog.select(bound(pick_row, ctx), None, pick, api_visibility="private")
-    download.click(bound(download_selected, ctx), [pick, token], after_change, api_name="download_model",
+    refresh.click(bind(show_lists, ctx), None, loaded_outputs + [catalog], api_name="loaded_models").then(
+        bind(refresh_choices, ctx), None, pick, api_visibility="private")
+    unload.click(bind(unload_model, ctx), which, loaded_outputs, api_name="unload_model")
+    unload_all.click(bind(unload_all_models, ctx), None, loaded_outputs, api_name="unload_all_models")
+    pick.change(bind(pick_model, ctx), pick, [details, download, remove], api_visibility="private")
+    catalog.select(bind(pick_row, ctx), None, pick, api_visibility="private")
+    download.click(bind(download_selected, ctx), [pick, token], after_change, api_name="download_model",
                    show_progress_on=[status], concurrency_id="downloads", concurrency_limit=2)
-    cancel.click(bound(cancel_download, ctx), None, status, queue=False, api_visibility="private")
-    remove.click(bound(remove_selected, ctx), pick, after_change, api_name="remove_model")
+    cancel.click(bind(cancel_download, ctx), None, status, queue=False, api_visibility="private")
+    remove.click(bind(remove_selected, ctx), pick, after_change, api_name="remove_model")
     # The lists are filled when the tab is opened (the catalog looks at the network and models/).
-    return TabHandles(on_open=(bound(show_everything, ctx), everything))
+    return TabHandles(on_open=(bind(show_everything, ctx), everything))
