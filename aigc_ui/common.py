@@ -185,17 +185,6 @@ def not_available_notice() -> gr.Markdown:
     return gr.Markdown(t("common.not_available"), elem_classes=["notice"])
 
 
-def seed_value(seed: Any) -> int:
-    """-1 or empty -> a fresh random seed (shown back to the user so it can be reused)."""
-    import random
-
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        seed = -1
-    return random.randint(0, 2**31 - 1) if seed < 0 else seed
-
-
 def bind(handler: Callable, ctx: "StudioContext") -> Callable:
     """``handler(ctx, ...)`` as an event function: ``ctx`` filled in, every other parameter unchanged.
 

@@ -6,8 +6,6 @@ The handlers are the top-level functions below; ``build_tab`` only lays out and 
 """
 from __future__ import annotations
 
-import random
-
 import gradio as gr
 
 from pipelines.core.errors import UserError
@@ -15,7 +13,7 @@ from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
 from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, seed_value, show_notices)
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -123,7 +121,7 @@ def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: 
     """A grid of faces; the first one is picked. The parameter names are the API's."""
     language = _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
-        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed_value(seed),
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed,
                                       truncation=truncation, save=True, runtime=ctx.runtime, stop=token,
                                       on_progress=progress_callback(progress))
     show_notices(result.notices, language)
@@ -149,8 +147,7 @@ def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Reques
         raise UserError(say("face.pick_first", "en"), zh=say("face.pick_first", "zh"))
     index = state["picked"]
     with ctx.jobs.running(request, TAB) as token:
-        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1,
-                                      seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1, seed=-1, truncation=truncation,
                                       save=True, runtime=ctx.runtime, stop=token,
                                       on_progress=progress_callback(progress))
     show_notices([n for n in result.notices if n.level == "warning"], _lang(ctx, request))  # not the same info again

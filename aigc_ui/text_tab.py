@@ -11,7 +11,7 @@ import gradio as gr
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, seed_value, show_notices
+from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, show_notices
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -142,7 +142,7 @@ def generate_text_stream(ctx: StudioContext, system, prompt, model, max_new_toke
                              temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
                              repetition_penalty=float(repetition_penalty),
                              no_repeat_ngram_size=int(no_repeat_ngram_size),
-                             num_return_sequences=int(num_return_sequences), seed=seed_value(seed),
+                             num_return_sequences=int(num_return_sequences), seed=seed,
                              runtime=ctx.runtime, stop=stop)
         yield "", info_text(stream, lang, done=False), None
         shown = 0  # notices appear while the stream runs (a trimmed prompt...): show each once, at once
@@ -169,7 +169,7 @@ def generate_text(ctx: StudioContext, prompt: str, model: str = "", max_new_toke
     """Write text with a language model; the reply streams (use Client.submit to read it as it comes)."""
     with ctx.jobs.running(request, TAB) as stop:
         stream = stream_text(prompt, model=model or None, max_new_tokens=int(max_new_tokens),
-                             temperature=float(temperature), top_p=float(top_p), seed=seed_value(seed),
+                             temperature=float(temperature), top_p=float(top_p), seed=seed,
                              runtime=ctx.runtime, stop=stop)
         for _ in stream:
             yield stream.texts[0]

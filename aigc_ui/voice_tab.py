@@ -123,26 +123,17 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
                                       on_progress=progress_callback(progress), pitch=options["pitch"],
                                       normalize=options["normalize"], sentence_pause=options["pause"],
                                       output_format=options["format"], save=True)
-        count, seconds = 0, 0.0
-        while True:
-            try:
-                chunk = next(stream)
-            except StopIteration as done:
-                summary = done.value
-                break
-            count, seconds = count + 1, chunk.start + len(chunk.audio) / chunk.sample_rate
+        count = 0  # pieces spoken
+        for count, chunk in enumerate(stream, start=1):
             pcm = (chunk.sample_rate, (chunk.audio * 32767).astype("int16"))  # what players expect
-            message = say("voice.progress", lang, done=count, total=chunk.total, text=chunk.text[:80])
-            if live_stream or count == 1:
-                yield gr.skip(), pcm, message
-            else:
-                yield gr.skip(), gr.skip(), message
-    path = str(summary["path"]) if summary["path"] else None
-    key = "voice.stopped_at" if summary["stopped"] else "voice.done"
-    voices = ", ".join(summary["params"].get("voices_used", [])) or summary["voice"]
-    show_notices(summary["notices"], lang)
-    yield path, gr.skip(), say(key, lang, seconds=seconds, voice=voices, count=count,
-                               file=summary["path"].name if summary["path"] else "-")
+            message = say("voice.progress", lang, done=chunk.index + 1, total=chunk.total, text=chunk.text[:80])
+            yield gr.skip(), pcm if live_stream or chunk.index == 0 else gr.skip(), message
+        result = stream.result()
+    show_notices(result.notices, lang)
+    key = "voice.stopped_at" if result.stopped else "voice.done"
+    yield (str(result.path) if result.path else None, gr.skip(),
+           say(key, lang, seconds=result.duration, voice=", ".join(result.voices_used), count=count,
+               file=result.path.name if result.path else "-"))
 
 
 def stop_speaking(ctx: StudioContext, request: gr.Request) -> None:

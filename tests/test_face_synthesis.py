@@ -114,7 +114,7 @@ def test_saved_faces_carry_their_parameters(runtime, tmp_path):
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"count": 0}, "from 1 to 64"), ({"count": 65}, "from 1 to 64"), ({"count": "many"}, "whole number"),
-    ({"truncation": float("nan")}, "Truncation"), ({"seed": -5}, "Seed"), ({"model": "no-such-face"}, "Unknown model"),
+    ({"truncation": float("nan")}, "Truncation"), ({"seed": -5}, "seed must be"), ({"seed": 2**31 - 1}, "from 0 to 2147483646"), ({"model": "no-such-face"}, "Unknown model"),
 ])
 def test_bad_input_is_refused_clearly_in_both_languages(runtime, kwargs, words):
     from pipelines.face.synthesis import generate_faces

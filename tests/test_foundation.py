@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.core.catalog import Catalog, availability, scan_models_dir
-from pipelines.core.errors import ModelLoadError
+from pipelines.core.errors import ModelLoadError, UserError
 from pipelines.core.settings import AppConfig, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +130,17 @@ def test_pipelines_never_import_gradio():
 def test_config_rejects_unknown_language(tmp_path):
     with pytest.raises(ValueError):
         AppConfig(language="fr", models_dir=tmp_path, outputs_dir=tmp_path)
+
+
+def test_one_seed_rule_everywhere():
+    """-1 (or nothing) = random; a range that fits every framework; a batch needs room for seed + i."""
+    from pipelines.core.seeds import SEED_MAX, check_seed, resolve_seed
+
+    assert check_seed(None) == check_seed("") == check_seed(-1) == check_seed(-1.0) == -1
+    assert check_seed(7.0) == 7 and resolve_seed(7) == 7
+    assert 0 <= resolve_seed(-1, span=64) <= SEED_MAX - 63
+    for bad in (-2, 2.5, "x", float("nan"), SEED_MAX + 1):
+        with pytest.raises(UserError, match="seed must be"):
+            check_seed(bad)
+    with pytest.raises(UserError, match=f"from 0 to {SEED_MAX - 3}"):
+        check_seed(SEED_MAX, span=4)

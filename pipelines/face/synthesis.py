@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,13 +32,13 @@ from ..core.catalog import TASK_FOLDERS, Availability, ModelSpec, availability
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
+from ..core.seeds import check_seed, resolve_seed
 from ..core.outputs import atomic_path, new_output_path, write_params
 from ..core.runtime import Runtime
 
 DEFAULT_MODEL = "dcgan-faces-64"
 PORTRAIT = "portrait"
 MAX_COUNT = 64
-MAX_SEED = 2**32 - 1
 DISPLAY_SIZE = 256  # small GAN faces are enlarged to this for display and saving
 GAN_BACKENDS = ("dcgan", "stylegan")
 DIFFUSION_BACKENDS = ("ddpm", "ldm", "diffusers")
@@ -138,9 +137,7 @@ def check_inputs(count: int, seed: int, truncation: float) -> None:
     if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise UserError(f"Number of faces must be from 1 to {MAX_COUNT}, not {count}.",
                         zh=f"人脸数量必须在 1 到 {MAX_COUNT} 之间，而不是 {count}。")
-    if not -1 <= seed <= MAX_SEED - MAX_COUNT:
-        raise UserError(f"Seed must be -1 (random) or from 0 to {MAX_SEED - MAX_COUNT}.",
-                        zh=f"种子必须是 -1（随机）或 0 到 {MAX_SEED - MAX_COUNT} 之间的整数。")
+    check_seed(seed, span=count)  # faces use seed .. seed + count - 1
     if not (isinstance(truncation, (int, float)) and math.isfinite(truncation) and 0.0 <= truncation <= 2.0):
         raise UserError("Truncation psi must be from 0 to 2 (1 = no truncation, smaller = more average faces).",
                         zh="截断系数 psi 必须在 0 到 2 之间（1 = 不截断，越小越接近平均脸）。")
@@ -158,12 +155,12 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     """
     runtime = runtime or Runtime.default()
     # 1. Check inputs before any heavy work.
-    count, seed = _as_int(count, "count", "数量"), _as_int(seed, "seed", "种子")
+    count = _as_int(count, "count", "数量")
     truncation = float(truncation) if isinstance(truncation, (int, float)) else truncation
     check_inputs(count, seed, truncation)
     spec = runtime.catalog.get("face", model)  # unknown names raise a clear ModelLoadError
     _check_runnable(spec, runtime)
-    seed = random.randint(0, MAX_SEED - MAX_COUNT) if seed < 0 else seed
+    seed = resolve_seed(seed, span=count)  # -1 = random; returned in ``seeds``
     seeds = list(range(seed, seed + count))
     backend = resolve_backend(spec)
     notices: list[Notice] = []
@@ -370,10 +367,10 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
 
     runtime = runtime or Runtime.default()
     # 1. Check inputs.
-    seed_a, seed_b = _as_int(seed_a, "seed A", "种子 A"), _as_int(seed_b, "seed B", "种子 B")
     frames, fps = _as_int(frames, "frames", "帧数"), _as_int(fps, "fps", "帧率")
     check_inputs(1, seed_a, float(truncation))
     check_inputs(1, seed_b, float(truncation))
+    seed_a, seed_b = resolve_seed(seed_a), resolve_seed(seed_b)  # -1 = random, as everywhere
     if not 2 <= frames <= 240 or not 1 <= fps <= 60:
         raise UserError("Frames must be from 2 to 240 and fps from 1 to 60.", zh="帧数必须在 2 到 240 之间，帧率在 1 到 60 之间。")
     spec = runtime.catalog.get("face", model)

@@ -17,7 +17,6 @@ models/text/), keep chat history, or know about the UI.
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Iterator
 from ..core.catalog import ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, UserError
 from ..core.notices import Notice
+from ..core.seeds import resolve_seed
 from ..core.jobs import ProgressFn, StopToken, report
 from .backends import LlamaCppLLM, Prompt, Sampling, TransformersLLM
 from ..core.runtime import Runtime
@@ -326,7 +326,7 @@ def stream_text(prompt: str, *, model: str | None = None, system: str | None = N
             "qwen2.5-0.5b-instruct-gguf (or another Chinese model) placed in models/text/.",
             f"“{spec.name}”只用英文训练，中文效果会很差。中文请使用 qwen2.5-0.5b-instruct-gguf"
             "（或其他中文模型），放入 models/text/ 即可。"))
-    seed = random.randint(0, 2**31 - 1) if seed is None or int(seed) < 0 else int(seed)
+    seed = resolve_seed(seed, span=int(num_return_sequences))  # sequence i uses seed + i
     sampling = Sampling(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                         top_k=int(top_k), repetition_penalty=float(repetition_penalty),
                         no_repeat_ngram_size=int(no_repeat_ngram_size), seed=seed)
