@@ -144,3 +144,33 @@ def test_one_seed_rule_everywhere():
             check_seed(bad)
     with pytest.raises(UserError, match=f"from 0 to {SEED_MAX - 3}"):
         check_seed(SEED_MAX, span=4)
+
+
+def test_the_audio_loader_judges_length_from_the_header_before_decoding(tmp_path):
+    """One loader for every upload: any format ffmpeg reads; a too-long file is refused from its header."""
+    import subprocess
+
+    import numpy as np
+
+    from pipelines.core.media import ffmpeg_exe, load_audio, read_audio_header
+
+    long_m4a = tmp_path / "twenty-minutes.m4a"  # AAC: libsndfile cannot read it, ffmpeg can
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "1200",
+                    "-c:a", "aac", "-b:a", "8k", str(long_m4a)], check=True, timeout=120)
+    header = read_audio_header(long_m4a)
+    assert header.sample_rate == 8000 and abs(header.seconds - 1200) < 1
+    with pytest.raises(UserError, match=r"too long \(20\.0 minutes\); the limit is 10 minutes"):
+        load_audio(long_m4a, max_seconds=600)  # decoding would have stopped at 601 s and said 10.0
+    short = tmp_path / "tone.m4a"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=f=440:r=16000:d=1.5", "-c:a", "aac",
+                    str(short)], check=True, timeout=60)
+    samples, rate = load_audio(short, max_seconds=600)
+    assert rate == 16000 and abs(len(samples) / rate - 1.5) < 0.1 and 0.1 < np.abs(samples).max() <= 1.0  # lavfi sine: 1/8
+    resampled, rate = load_audio(short, sample_rate=8000)
+    assert rate == 8000 and abs(len(resampled) / rate - 1.5) < 0.1
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(UserError, match="empty"):
+        load_audio(tmp_path / "empty.wav")
+    (tmp_path / "junk.mp3").write_bytes(b"not audio at all" * 100)
+    with pytest.raises(UserError, match="damaged or not audio"):
+        load_audio(tmp_path / "junk.mp3")

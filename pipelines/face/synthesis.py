@@ -22,6 +22,7 @@ small outputs are enlarged with a Lanczos filter for display and say so.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -363,6 +364,7 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> InterpolationResult:
     """A morph from face ``seed_a`` to face ``seed_b`` (GAN models): spherical interpolation of the latents
     (DCGAN), linear in w space with fixed noise (StyleGAN). Saved as an animated GIF, and an MP4."""
+    import numpy as np
     import torch
 
     runtime = runtime or Runtime.default()
@@ -402,8 +404,6 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
                     ws = w.unsqueeze(1).repeat(1, generator.num_ws, 1)
                     pixels.append(_to_uint8(generator.synthesis(ws, [n.expand(len(w), -1, -1, -1) for n in noise])))
                     report(on_progress, min(1.0, (start + 32) / frames) * 0.8, "frames")
-    import numpy as np
-
     images = to_pil(np.concatenate(pixels))
     if display_size and images[0].width < display_size:
         images = [upscale(image, display_size) for image in images]
@@ -413,13 +413,19 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
     gif = Path(out_dir) / f"{stem}.gif" if out_dir else new_output_path(runtime.outputs_dir, "faces", ".gif", stem)
     with atomic_path(gif) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    params = {"task": "faces/interpolation", "model": spec.name, "seed_a": seed_a, "seed_b": seed_b,
+              "frames": frames, "fps": fps, "truncation": truncation, "licence": spec.licence}
     video = None
     if mp4:
+        from ..core.media import Mp4Writer
+
         video = gif.with_suffix(".mp4")
-        with atomic_path(video) as tmp:
-            _write_mp4(tmp, images, fps)
-    write_params(gif, {"task": "faces/interpolation", "model": spec.name, "seed_a": seed_a, "seed_b": seed_b,
-                       "frames": frames, "fps": fps, "truncation": truncation, "licence": spec.licence})
+        width, height = images[0].size
+        with atomic_path(video) as tmp, Mp4Writer(tmp, width, height, fps,
+                                                  metadata={"comment": json.dumps(params)}) as writer:
+            for image in images:
+                writer.write(np.asarray(image.convert("RGB")))
+    write_params(gif, params)
     report(on_progress, 1.0, "done")
     return InterpolationResult(gif=gif, mp4=video, frames=frames, seeds=(seed_a, seed_b), model=spec.name)
 
@@ -433,19 +439,6 @@ def slerp(a, b, t: float):
     if omega.abs() < 1e-6:
         return torch.lerp(a, b, t)
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-def _write_mp4(path: Path, images: list, fps: int) -> None:
-    import imageio_ffmpeg
-    import numpy as np
-
-    width, height = images[0].size
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", output_params=["-f", "mp4"], macro_block_size=16)
-    writer.send(None)
-    for image in images:
-        writer.send(np.ascontiguousarray(np.asarray(image.convert("RGB"))))
-    writer.close()
 
 
 # ---------------------------------------------------------------- training

@@ -190,7 +190,7 @@ def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | N
                   list(speech.timings or []), str(speech.voice), str(getattr(speech, "language", "")))
 
 
-def _recording(audio: Any) -> _Voice:
+def _recording(audio: Any, max_seconds: float) -> _Voice:
     from ..core.media import load_audio
 
     if isinstance(audio, tuple):  # (sample_rate, samples) as gr.Audio(type="numpy") gives it
@@ -200,7 +200,7 @@ def _recording(audio: Any) -> _Voice:
             samples = samples / float(np.iinfo(samples.dtype).max)
         samples = samples.mean(axis=1) if samples.ndim == 2 else samples
         return _Voice(samples.astype(np.float32), int(rate), [], "recording")
-    samples, rate = load_audio(audio)
+    samples, rate = load_audio(audio, max_seconds=max_seconds)  # too long: refused before decoding
     return _Voice(samples, rate, [], "recording")
 
 
@@ -239,7 +239,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     report(on_progress, 0.05, "face")
 
     # 3. The voice: the recording drives the video when there is one, else the script is spoken
-    spoken = _recording(audio) if audio else _speak(script.strip(), voice, runtime, stop)
+    spoken = _recording(audio, max_seconds) if audio else _speak(script.strip(), voice, runtime, stop)
     seconds = len(spoken.audio) / spoken.sample_rate
     if seconds < 0.2:
         raise UserError("The audio is empty or shorter than 0.2 s.", zh="音频为空或短于 0.2 秒。")

@@ -36,7 +36,8 @@ from ..core.runtime import Runtime
 from .text_normalize import (Segment, dominant_language, has_speakable_content, plan_segments,
                              strip_unspeakable)
 from .engines import EngineAudio, EspeakEngine, PiperEngine, Timing, TransformersEngine, bundled_piper_voice
-from .audio_dsp import normalize_loudness, pitch_shift, read_audio_file, resample, silence, trim_silence
+from ..core.media import load_audio
+from .audio_dsp import normalize_loudness, pitch_shift, resample, silence, trim_silence
 
 __all__ = ["SpeechResult", "SpeechChunk", "SpeechStream", "Timing", "synthesize_speech", "stream_speech", "list_voices",
            "voice_choices", "save_my_voice", "list_my_voices", "cloning_models", "VOICE_CLONING_HELP"]
@@ -286,7 +287,7 @@ def save_my_voice(path: str | Path, name: str, runtime: Runtime | None = None) -
         raise UserError("Please upload or record your voice first.", zh="请先上传或录制你的声音。")
     slug = _safe_name(name)
     # 2. Decode (bounded in length), then clean
-    rate, audio = read_audio_file(path, MAX_MY_VOICE_SECONDS)
+    audio, rate = load_audio(path, max_seconds=MAX_MY_VOICE_SECONDS)
     audio = resample(audio, rate, MY_VOICE_RATE)
     audio = trim_silence(audio, MY_VOICE_RATE)
     if len(audio) < MIN_MY_VOICE_SECONDS * MY_VOICE_RATE or float(np.max(np.abs(audio), initial=0)) < 1e-3:
