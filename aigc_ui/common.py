@@ -92,6 +92,8 @@ class TabHandles:
     script_target: gr.components.Component | None = None
     wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
     on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
+    on_load: tuple[Callable, list] | None = None  # (handler, outputs) run when the page loads: defaults in
+    # the user's language (a script language, a persona...) and the first tab's lists
 
 
 def language_of(request: gr.Request | None, default: str = "auto") -> str:
@@ -122,10 +124,13 @@ def show_notices(notices: Iterable[Notice], lang: str) -> None:
         (gr.Info if notice.level == "info" else gr.Warning)(notice.text(lang))
 
 
-def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:
+def progress_callback(progress: gr.Progress | None, lang: str = "en") -> ProgressFn | None:
+    """A pipeline's progress reports -> Gradio's progress bar, the text in the user's language."""
     if progress is None:
         return None
-    return lambda fraction, text: progress(fraction, desc=text)
+    from .i18n import progress_text
+
+    return lambda fraction, text: progress(fraction, desc=progress_text(text, lang))
 
 
 def friendly_errors(fn: Callable) -> Callable:

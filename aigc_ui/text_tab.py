@@ -87,11 +87,12 @@ add_strings(
 )
 
 
-def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
-    """Runnable models first; the others stay listed (choosing one explains how to install it)."""
+def model_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
+    """Runnable models first; the others stay listed with why not (choosing one explains how to install it)."""
     rows = ctx.catalog.available("text", check_network=False)
     ready = [(s.name, s.name) for s, a in rows if a.ok]
-    missing = [(f"{s.name} ({a.reason})", s.name) for s, a in rows if not a.ok]
+    missing = [(f"{s.name} ({a.reason_zh or a.reason if lang == 'zh' else a.reason})", s.name)
+               for s, a in rows if not a.ok]
     return ready + missing
 
 
@@ -176,9 +177,15 @@ def generate_text(ctx: StudioContext, prompt: str, model: str = "", max_new_toke
         yield stream.result().text
 
 
-def refresh_models(ctx: StudioContext):
+def refresh_models(ctx: StudioContext, request: gr.Request):
     """Models dropped into models/text/ appear when the tab is opened."""
-    return gr.Dropdown(choices=model_choices(ctx))
+    return gr.Dropdown(choices=model_choices(ctx, language_of(request, ctx.config.language)))
+
+
+def on_load(ctx: StudioContext, request: gr.Request):
+    """When the page loads: the model list in the page's language; scripts are written in it by default."""
+    lang = language_of(request, ctx.config.language)
+    return gr.Dropdown(choices=model_choices(ctx, lang)), ("zh" if lang == "zh" else "en")
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -235,4 +242,5 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
     gr.api(zero_gpu(120)(bind(generate_text, ctx)), api_name="generate_text", **ctx.heavy())
 
-    return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]))
+    return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]),
+                      on_load=(bind(on_load, ctx), [model, script_language]))

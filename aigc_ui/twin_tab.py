@@ -80,6 +80,8 @@ add_strings(
         "twin.deleted": "Deleted profile \"{name}\".",
         "twin.no_voices": "Voice synthesis is not installed in this build: use your own recording.",
         "twin.choose_profile": "Choose a profile first.",
+        "twin.persona_default": "a friendly science teacher",
+        "twin.topic_default": "why the sky is blue",
     },
     zh={
         "twin.intro": "让照片开口说出你的脚本：选择照片，输入或生成脚本，选择声音（或录制你自己的声音），然后生成动画。全部在本机完成。",
@@ -134,6 +136,8 @@ add_strings(
         "twin.deleted": "已删除档案“{name}”。",
         "twin.no_voices": "此版本未安装语音合成：请使用你自己的录音。",
         "twin.choose_profile": "请先选择一个档案。",
+        "twin.persona_default": "一位友好的科学老师",
+        "twin.topic_default": "天空为什么是蓝色的",
     },
 )
 
@@ -252,8 +256,8 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
             audio=audio or None, output_size=output_size or "face",
             face_index=int(face_index) if face_index not in (None, "") else None,
             expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
-            seed=-1 if seed in (None, "") else seed, engine=engine, consent=True, runtime=ctx.runtime,
-            stop=token, on_progress=progress_callback(progress))
+            seed=-1 if seed in (None, "") else seed, engine=engine, language=lang, consent=True, runtime=ctx.runtime,
+            stop=token, on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     return result
 
@@ -330,6 +334,12 @@ def on_open(ctx: StudioContext, request: gr.Request):
             gr.Dropdown(choices=profiles.list_profiles(ctx.runtime)), list_history(ctx))
 
 
+def on_load(ctx: StudioContext, request: gr.Request):
+    """When the page loads: the script writer's defaults in the page's language."""
+    lang = "zh" if language_of(request, ctx.config.language) == "zh" else "en"
+    return lang, say("twin.persona_default", lang), say("twin.topic_default", lang)
+
+
 # ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
     gr.Markdown(t("twin.intro"))
@@ -353,8 +363,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             script = gr.Textbox(label=t("twin.script"), lines=5)
             with gr.Accordion(t("twin.writer"), open=False):
                 with gr.Row():
-                    persona = gr.Textbox(label=t("twin.persona"), value="a friendly science teacher")
-                    topic = gr.Textbox(label=t("twin.topic"), value="why the sky is blue")
+                    persona = gr.Textbox(label=t("twin.persona"))  # defaults in the page's language: on_load
+                    topic = gr.Textbox(label=t("twin.topic"))
                 with gr.Row():
                     seconds = gr.Slider(5, 60, value=15, step=5, label=t("twin.seconds"))
                     language = gr.Radio([("English", "en"), ("中文", "zh")], value="en", label=t("twin.language"))
@@ -436,4 +446,5 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     refresh.click(bind(list_history, ctx), None, history, **private)
 
     return TabHandles(photo_target=photo, audio_target=recording, script_target=script, wizard=steps,
-                      on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]))
+                      on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]),
+                      on_load=(bind(on_load, ctx), [language, persona, topic]))

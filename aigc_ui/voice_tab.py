@@ -96,8 +96,8 @@ def streaming_playable() -> bool:
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 
 
-def dropdown_choices(ctx: StudioContext) -> list[tuple[str, str]]:
-    return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime)]
+def dropdown_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
+    return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime, lang)]
 
 
 def kept_recordings(ctx: StudioContext) -> list[tuple[str, str]]:
@@ -120,7 +120,7 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
     options = {**DEFAULT_SETTINGS, **(settings or {})}
     with ctx.jobs.running(request, TAB) as stop:
         stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=ctx.runtime, stop=stop,
-                                      on_progress=progress_callback(progress), pitch=options["pitch"],
+                                      on_progress=progress_callback(progress, lang), pitch=options["pitch"],
                                       normalize=options["normalize"], sentence_pause=options["pause"],
                                       output_format=options["format"], save=True)
         count = 0  # pieces spoken
@@ -157,7 +157,7 @@ def refresh_lists(ctx: StudioContext, request: gr.Request):
     names = speech.cloning_models(ctx.runtime)
     notice = say("voice.cloning_available", lang, names=", ".join(names)) if names else \
         speech.VOICE_CLONING_HELP["zh" if lang == "zh" else "en"]
-    return gr.Dropdown(choices=dropdown_choices(ctx)), gr.Dropdown(choices=kept_recordings(ctx)), notice
+    return gr.Dropdown(choices=dropdown_choices(ctx, lang)), gr.Dropdown(choices=kept_recordings(ctx)), notice
 
 
 # ---------------------------------------------------------------- layout and wiring

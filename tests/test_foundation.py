@@ -174,3 +174,15 @@ def test_the_audio_loader_judges_length_from_the_header_before_decoding(tmp_path
     (tmp_path / "junk.mp3").write_bytes(b"not audio at all" * 100)
     with pytest.raises(UserError, match="damaged or not audio"):
         load_audio(tmp_path / "junk.mp3")
+
+
+def test_every_catalog_entry_reads_in_chinese():
+    """The Chinese UI shows each model's description and licence in Chinese (names and ids stay)."""
+    import re
+
+    from pipelines.core.catalog import BUILTIN_MODELS
+
+    english_words = re.compile(r"\b[a-z]{2,} [a-z]{2,}\b")  # two ordinary words in a row; names are capitalised
+    for spec in BUILTIN_MODELS:
+        assert not english_words.search(spec.licence_text("zh", flag=True)), spec.name
+        assert not english_words.search(spec.description_text("zh")), spec.name

@@ -174,9 +174,13 @@ def test_create_with_consent_animates_the_chosen_face_with_subtitles(ctx, two_fa
 def test_api_handler_takes_an_engine_and_a_recording(ctx, tmp_path):
     from aigc_ui import twin_tab
 
-    path = twin_tab.create_twin_video(ctx, str(PHOTO), "", "auto", str(tone(tmp_path / "v.wav")), "classic", EN)
+    from pipelines.twin.overlays import cjk_font_path
+
+    path = twin_tab.create_twin_video(ctx, str(PHOTO), "", "auto", str(tone(tmp_path / "v.wav")), "classic", ZH)
     params = json.loads(Path(path + ".json").read_text())
     assert params["engine"] == "classic" and params["audio"] == "recording" and params["ai_label"] is True
+    # the burned-in label follows the page's language (Chinese needs a CJK font, else it stays English)
+    assert params["label"] == ("AI 生成" if cjk_font_path() else "AI-generated")
 
 
 def test_an_engine_that_cannot_run_is_listed_with_its_reason_and_refused(tmp_path):
@@ -229,7 +233,7 @@ def test_reroll_replaces_only_the_picked_face(ctx):
 
     tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, ZH)
     assert notes.startswith("使用的种子：40 到 42。")
-    assert [caption for _, caption in tiles] == ["seed 40", "seed 41", "seed 42"] and picked_seed == 40
+    assert [caption for _, caption in tiles] == ["种子 40", "种子 41", "种子 42"] and picked_seed == 40
     grid, picked, picked_seed = face_tab.pick_face(grid, Select(1))
     assert picked_seed == 41 and picked == grid["paths"][1]
     tiles, grid, picked, picked_seed = face_tab.reroll_face(ctx, "dcgan-faces-64", 1.0, grid, EN)

@@ -248,26 +248,29 @@ def list_voices(runtime: Runtime | None = None) -> list[str]:
     return [name for name, _ready, _label in voice_choices(runtime)]
 
 
-def voice_choices(runtime: Runtime | None = None) -> list[tuple[str, bool, str]]:
-    """(name, can run now, short description) for every voice, runnable ones first."""
+def voice_choices(runtime: Runtime | None = None, language: str = "en") -> list[tuple[str, bool, str]]:
+    """(name, can run now, short description in ``language``) for every voice, runnable ones first."""
     runtime = runtime or Runtime.default()
-    ready: list[tuple[str, bool, str]] = [(AUTO, True, "picks a voice by language / 按语言自动选择")]
+    zh = language.startswith("zh")
+    ready: list[tuple[str, bool, str]] = [(AUTO, True, "按语言自动选择语音" if zh else "picks a voice by language")]
     later: list[tuple[str, bool, str]] = []
     espeak_entry = None
     for spec, status in runtime.catalog.available("voice", check_network=False):
         if spec.backend == "espeak":
             espeak_entry = (spec, status)
             continue
-        row = (spec.name, status.ok, f"{spec.description or spec.source} [{'/'.join(spec.languages)}]"
-               + ("" if status.ok else f" ({status.reason})"))
+        reason = (status.reason_zh or status.reason) if zh else status.reason
+        row = (spec.name, status.ok, f"{spec.description_text(language) or spec.source} [{'/'.join(spec.languages)}]"
+               + ("" if status.ok else f" ({reason})"))
         (ready if status.ok else later).append(row)
     if espeak_entry and espeak_entry[1].ok:
         codes = _espeak(runtime).voices
         first = [c for c in ("cmn", "en-us", "en-gb-x-rp", "yue") if c in codes]
-        ready.append((ESPEAK, True, "eSpeak NG, language picked from the text"))
+        ready.append((ESPEAK, True, "eSpeak NG，按文本选择语言" if zh else "eSpeak NG, language picked from the text"))
         ready.extend((f"{ESPEAK}:{c}", True, f"eSpeak NG {c}") for c in first + [c for c in codes if c not in first])
     elif espeak_entry:
-        later.append((ESPEAK, False, espeak_entry[1].reason))
+        status = espeak_entry[1]
+        later.append((ESPEAK, False, (status.reason_zh or status.reason) if zh else status.reason))
     return ready + later
 
 
