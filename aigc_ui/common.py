@@ -213,3 +213,15 @@ def bind(handler: Callable, ctx: "StudioContext") -> Callable:
 def pass_through(value: Any) -> Any:
     """Copy a value from one component to another."""
     return value
+
+
+# Gradio clears an "Error" badge when the component's next event succeeds; the error toast stays for its
+# ten seconds. This closes it as soon as the next action succeeds, so the page never shows both.
+CLOSE_ERROR_TOASTS_JS = """() => { document.querySelectorAll('[data-testid="toast-body"].error [data-testid="toast-close"]')
+    .forEach((button) => button.click()); }"""
+
+
+def clear_errors_on_success(*events) -> None:
+    """After each of these events succeeds, close the error toasts still on the page."""
+    for event in events:
+        event.success(None, None, None, js=CLOSE_ERROR_TOASTS_JS, queue=False, api_visibility="private")

@@ -12,8 +12,8 @@ from pipelines.core.errors import UserError
 from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
-from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -226,14 +226,16 @@ def build_tab(ctx: StudioContext) -> TabHandles:
 
     private = dict(queue=False, api_visibility="private")
     model.change(bind(describe_model, ctx), model, model_info, **private)
-    generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
-                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", **ctx.heavy())
+    generated = generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
+                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", show_progress_on=gallery,
+                   **ctx.heavy())
     gallery.select(pick_face, grid, [grid, picked, picked_seed], **private)
-    reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
-                 api_name="reroll_face", **ctx.heavy())
+    rerolled = reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
+                 api_name="reroll_face", show_progress_on=picked, **ctx.heavy())
     picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
-    morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
-                api_name="interpolate_faces", **ctx.heavy())
+    morphed = morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
+                api_name="interpolate_faces", show_progress_on=gif, **ctx.heavy())
+    clear_errors_on_success(generated, rerolled, morphed)
     stop.click(bind(stop_jobs, ctx), None, None, **private)
     refresh.click(bind(refresh_models, ctx), model, model, **private).then(
         bind(describe_model, ctx), model, model_info, **private)

@@ -15,8 +15,8 @@ from pipelines.core.errors import UserError
 from pipelines.core.png_metadata import read_png_parameters
 from pipelines.image import text_to_image as t2i
 
-from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -112,15 +112,17 @@ def model_choices(ctx: StudioContext, check_network: bool = True,
 
 # ---------------------------------------------------------------- handlers
 def list_models(ctx: StudioContext, request: gr.Request):
-    """On opening the tab: new files in models/ appear; the choice is kept."""
+    """On opening the tab: new files in models/ appear; the choice is kept. With no model that can run,
+    Generate is disabled and the notice above says how to add one."""
     choices, _, runnable = model_choices(ctx, lang=language_of(request, ctx.config.language))
-    return gr.Dropdown(choices=choices), gr.Markdown(visible=not runnable)
+    return gr.Dropdown(choices=choices), gr.Markdown(visible=not runnable), gr.Button(interactive=runnable)
 
 
 def refresh_models(ctx: StudioContext, current: str, request: gr.Request):
     choices, default, runnable = model_choices(ctx, lang=language_of(request, ctx.config.language))
     keep = current if current in {value for _, value in choices} else default
-    return gr.Dropdown(choices=choices, value=keep), gr.Markdown(visible=not runnable)
+    return (gr.Dropdown(choices=choices, value=keep), gr.Markdown(visible=not runnable),
+            gr.Button(interactive=runnable))
 
 
 def apply_model_defaults(ctx: StudioContext, name: str):
@@ -236,7 +238,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 random_seed_button = gr.Button(t("image.random_seed"), scale=1, size="sm")
                 reuse_seed_button = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
             with gr.Row():
-                generate = gr.Button(t("common.generate"), variant="primary", scale=3)
+                generate = gr.Button(t("common.generate"), variant="primary", scale=3, interactive=any_runnable)
                 stop = gr.Button(t("common.stop"), variant="stop", scale=1)
         with gr.Column(scale=6):
             gallery = gr.Gallery(label=t("image.gallery"), columns=4, height=420, allow_preview=True)
@@ -260,19 +262,21 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     private = dict(queue=False, api_visibility="private")
     batch.change(pass_through, batch, batch_state, **private)
     scheduler.change(pass_through, scheduler, scheduler_state, **private)
-    refresh.click(bind(refresh_models, ctx), model, [model, notice], **private)
+    refresh.click(bind(refresh_models, ctx), model, [model, notice, generate], **private)
     model.input(bind(apply_model_defaults, ctx), model, [steps, guidance, width, height], **private)
     random_seed_button.click(random_seed, None, seed, **private)
     reuse_seed_button.click(reuse_seed, last_seed, seed, **private)
-    generate.click(zero_gpu(180)(bind(generate_image, ctx)),
+    generated = generate.click(zero_gpu(180)(bind(generate_image, ctx)),
                    [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state],
                    [files, result_state], api_name="generate_image", **ctx.heavy()).success(
         show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
         **private)
+    clear_errors_on_success(generated)
     stop.click(bind(stop_generation, ctx), None, None, **private)
     gallery.select(select_image, gallery_state, [selected, png_params], **private)
     png_file.change(read_png, png_file, png_params, **private)
     restore.click(bind(restore_controls, ctx), png_params,
                   [prompt, negative, model, steps, guidance, width, height, seed, scheduler, batch], **private)
 
-    return TabHandles(photo_source=selected, send_photo=send_photo, on_open=(bind(list_models, ctx), [model, notice]))
+    return TabHandles(photo_source=selected, send_photo=send_photo,
+                      on_open=(bind(list_models, ctx), [model, notice, generate]))

@@ -11,7 +11,7 @@ import gradio as gr
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, show_notices
+from .common import StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of, show_notices
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -223,7 +223,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 generate = gr.Button(t("common.generate"), variant="primary")
                 stop_button = gr.Button(t("common.stop"), variant="stop")
         with gr.Column(scale=3):
-            output = gr.Textbox(label=t("text.output"), lines=16, buttons=["copy"])
+            output = gr.Textbox(label=t("text.output"), lines=16, buttons=["copy"], elem_id="text-output")
             info = gr.Markdown()
             download = gr.File(label=t("text.download"), interactive=False)
             send_script = gr.Button(t("text.use_as_script"), visible=False)
@@ -235,10 +235,11 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     gr.on([persona.change, topic.change, seconds.change, script_language.change], bind(fill_twin_preset, ctx),
           preset_inputs[1:], twin_outputs, **private)
     # the page streams with every setting; the API below has the exact parameters
-    generate.click(zero_gpu(120)(bind(generate_text_stream, ctx)),
+    generated = generate.click(zero_gpu(120)(bind(generate_text_stream, ctx)),
                    [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
                     no_repeat_ngram, num_sequences, seed], [output, info, download],
-                   api_visibility="private", show_progress="minimal", **ctx.heavy())
+                   api_visibility="private", show_progress="minimal", show_progress_on=output, **ctx.heavy())
+    clear_errors_on_success(generated)
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
     gr.api(zero_gpu(120)(bind(generate_text, ctx)), api_name="generate_text", **ctx.heavy())
 

@@ -18,7 +18,8 @@ from pipelines.core.settings import ASSETS_DIR
 from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
-from .common import StudioContext, TabHandles, bind, friendly_errors, language_of, progress_callback, show_notices
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -424,12 +425,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     for button, target in ((next_1, "script"), (back_2, "photo"), (next_2, "voice"), (back_3, "script"),
                            (next_3, "animate"), (back_4, "voice"), (back_5, "animate")):
         button.click(functools.partial(go_to_step, target), None, steps, queue=False, **private)
-    photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info], **private)
-    write.click(bind(write_script, ctx), [persona, topic, seconds, language], script, **private, **ctx.heavy())
+    found = photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info],
+                         show_progress_on=faces_view, **private)
+    written = write.click(bind(write_script, ctx), [persona, topic, seconds, language], script, **private,
+                          **ctx.heavy())
     engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
-    create.click(zero_gpu(300)(bind(create_video, ctx)),
+    created = create.click(zero_gpu(300)(bind(create_video, ctx)),
                  [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
-                  ai_label, seed, engine], [video, download, info, history], **private, **ctx.heavy())
+                  ai_label, seed, engine], [video, download, info, history], show_progress_on=video,  # one bar
+                 **private, **ctx.heavy())
     api_trigger.click(zero_gpu(300)(bind(create_twin_video, ctx)), [api_photo, api_script, api_voice, api_audio,
                                                                      api_engine], video,
                       api_name="create_twin_video",
@@ -438,11 +442,12 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                                       "the right to animate the face; videos carry an 'AI-generated' label.",
                       **ctx.heavy())
     stop.click(bind(stop_rendering, ctx), None, None, queue=False, **private)
-    save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona],
-               [profile_list, profile_info], **private)
-    load.click(bind(load_profile, ctx), profile_list, [photo, voice, recording, persona, profile_name, profile_info],
-               **private)
-    delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)
+    saved = save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona],
+                       [profile_list, profile_info], **private)
+    loaded = load.click(bind(load_profile, ctx), profile_list,
+                        [photo, voice, recording, persona, profile_name, profile_info], **private)
+    deleted = delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)
+    clear_errors_on_success(found, written, created, saved, loaded, deleted)
     refresh.click(bind(list_history, ctx), None, history, **private)
 
     return TabHandles(photo_target=photo, audio_target=recording, script_target=script, wizard=steps,

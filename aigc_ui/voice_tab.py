@@ -14,8 +14,8 @@ import gradio as gr
 
 from pipelines.voice import synthesis as speech
 
-from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -210,11 +210,12 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         control.change(functools.partial(remember_setting, key), [control, settings], settings, **private)
     # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
     speak_event = speak_button.click(zero_gpu(120)(bind(speak, ctx)), [text, voice, speed, settings], [result, live, status],
-                                     api_name="synthesize_speech", **ctx.heavy())
+                                     api_name="synthesize_speech", show_progress_on=result, **ctx.heavy())
     speak_event.success(pass_through, result, for_twin, **private)
     stop_button.click(bind(stop_speaking, ctx), None, None, **private)
-    save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
-                      api_name="save_my_voice")
+    kept_voice = save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
+                      api_name="save_my_voice", show_progress_on=cleaned)
+    clear_errors_on_success(speak_event, kept_voice)
     kept.change(pass_through, kept, for_twin, **private)
     refresh.click(bind(refresh_lists, ctx), None, [voice, kept, cloning_notice], **private)
 

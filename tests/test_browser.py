@@ -150,3 +150,35 @@ def test_text_tab_streams_an_answer_in_the_browser(studio, browser):
         "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Paris'))", timeout=180000)
     page.screenshot(path=str(ARTIFACTS / "text-answer.png"))
     page.close()
+
+
+def test_use_as_twin_script_opens_the_wizard_on_the_script_step(studio, browser):
+    _, url, _ = studio
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url + "?lang=en", wait_until="load")
+    page.get_by_role("tab", name="Text generation").click()
+    page.get_by_text("Script for my digital twin").click()
+    page.locator("#text-output textarea").fill("Hello! I am the text tab's script.")
+    page.get_by_role("button", name="Use as twin script").click()
+    expect(page.get_by_role("tab", name="My digital twin")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name="2. Script")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_label("Script (English or Chinese", exact=False)).to_have_value("Hello! I am the text tab's script.")
+    page.close()
+
+
+@pytest.mark.slow
+def test_an_error_toast_closes_when_the_next_action_succeeds(studio, browser, dcgan_models):
+    from tests.conftest import copy_dcgan
+
+    _, url, config = studio
+    copy_dcgan(dcgan_models, config.models_dir)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url + "?lang=en", wait_until="load")
+    page.get_by_role("tab", name="Face synthesis").click()
+    errors = page.locator('[data-testid="toast-body"].error')
+    page.get_by_role("button", name="Re-roll this tile").click()  # nothing to re-roll yet: an error
+    expect(errors).to_contain_text("click one first")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.get_by_text("Seeds used:")).to_be_visible(timeout=120000)
+    expect(errors).to_have_count(0, timeout=2000)  # closed on success, not after its own ten seconds
+    page.close()

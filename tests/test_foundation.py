@@ -186,3 +186,23 @@ def test_every_catalog_entry_reads_in_chinese():
     for spec in BUILTIN_MODELS:
         assert not english_words.search(spec.licence_text("zh", flag=True)), spec.name
         assert not english_words.search(spec.description_text("zh")), spec.name
+
+
+def test_native_log_lines_stay_out_of_command_line_output():
+    """MediaPipe's C++ log lines are filtered from stderr; everything else passes, in order, to the end."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import os, sys; from pipelines.core.native_logs import quiet_native_logs; quiet_native_logs(); "
+            "os.write(2, b'W0000 00:00:1795530650.493849   28443 inference_feedback_manager.cc:114] noise\\n'); "
+            "print('first', file=sys.stderr, flush=True); "
+            "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\nsecond\\n'); "
+            "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n'); "
+            "print('error: the last line', file=sys.stderr); sys.exit(2)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.splitlines() == ["first", "second", "error: the last line"]
+    found = subprocess.run([sys.executable, "-m", "pipelines.face_landmarks", "assets/astronaut.jpg"], cwd=root,
+                           capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0 and found.stdout.startswith("face 0:")
+    assert found.stderr == "", found.stderr  # no MediaPipe / TensorFlow Lite chatter

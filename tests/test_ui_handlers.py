@@ -160,14 +160,14 @@ def test_create_with_consent_animates_the_chosen_face_with_subtitles(ctx, two_fa
     from aigc_ui import twin_tab
 
     video, download, message, history = twin_tab.create_video(
-        ctx, photo=str(two_faces), script="Hello there.", voice="espeak-ng:en-us", recording=None, consent=True,
+        ctx, photo=str(two_faces), script="Hello there.", voice="auto", recording=None, consent=True,
         face_index=1, size="face", expression=1.0, still=False, subtitles=True, ai_label=True, seed=-1,
         engine="classic", request=EN)
     assert video == download and Path(video).is_file() and video in history
     params = json.loads(Path(video + ".json").read_text())  # the parameters beside the video
     assert params["face_index"] == 1 and params["faces_found"] == 2 and params["subtitles"] is True
     assert params["seed"] >= 0 and f"seed {params['seed']}" in message  # -1 became a seed, shown, not written back
-    assert message.startswith("Done:")
+    assert message.startswith("Done:") and "voice piper-joe-en," in message  # the voice "auto" picked
 
 
 @pytest.mark.slow
@@ -266,3 +266,18 @@ def test_save_my_voice_cleans_and_keeps_the_recording(ctx, tmp_path):
     assert message.startswith("Kept as `my-voice.wav`") and kept.value == cleaned
     with pytest.raises(gr.Error, match="请先上传或录制"):
         voice_tab.save_my_voice(ctx, None, "x", ZH)
+
+
+# ---------------------------------------------------------------- text-to-image
+def test_generate_is_disabled_until_a_text_to_image_model_can_run(tmp_path, tiny_sd_dir):
+    import shutil
+
+    from aigc_ui import image_tab
+
+    ctx = make_context(tmp_path)
+    dropdown, notice, generate = image_tab.list_models(ctx, EN)
+    assert generate.interactive is False and notice.visible is True  # the notice says how to add one
+    assert all("(" in label for label, _ in dropdown.choices)  # every model says why it cannot run
+    shutil.copytree(tiny_sd_dir, ctx.config.models_dir / "image" / "tiny-sd")
+    dropdown, notice, generate = image_tab.refresh_models(ctx, None, EN)
+    assert generate.interactive is True and notice.visible is False and dropdown.value == "tiny-sd"
