@@ -223,7 +223,8 @@ def find_faces(ctx: StudioContext, photo_value, request: gr.Request):
 # ---------------------------------------------------------------- handlers: script
 @friendly_errors
 def write_script(ctx: StudioContext, persona: str, topic: str, seconds: float, language: str,
-                 request: gr.Request, progress=gr.Progress()):
+                 request: gr.Request):
+    """"Write script": a script of about that length, in that language, as that persona."""
     from pipelines.text.generation import write_twin_script
 
     lang = language_of(request)
