@@ -54,6 +54,10 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
                     tab.select(handler, None, outputs, queue=False, api_visibility="private")
         gr.HTML(LANGUAGE_LINKS, elem_classes=["footnote"])
         _wire_cross_tab(handles, tabs)
+        for tab_handles in handles.values():
+            if tab_handles.on_load:
+                handler, outputs = tab_handles.on_load
+                demo.load(handler, None, outputs, queue=False, api_visibility="private")
     demo.studio_context = ctx  # for tests and benchmarks: the cache this app uses
     return demo
 

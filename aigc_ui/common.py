@@ -104,6 +104,8 @@ class TabHandles:
     script_target: gr.components.Component | None = None
     wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
     on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
+    on_load: tuple[Callable, list] | None = None  # (handler, outputs) run when the page loads: defaults in
+    # the user's language (a script language, a persona...) and the first tab's lists
 
 
 def language_of(request: gr.Request | None, default: str = "auto") -> str:
@@ -134,10 +136,13 @@ def show_notices(notices: Iterable[Notice], lang: str) -> None:
         (gr.Info if notice.level == "info" else gr.Warning)(notice.text(lang))
 
 
-def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:
+def progress_callback(progress: gr.Progress | None, lang: str = "en") -> ProgressFn | None:
+    """A pipeline's progress reports -> Gradio's progress bar, the text in the user's language."""
     if progress is None:
         return None
-    return lambda fraction, text: progress(fraction, desc=text)
+    from .i18n import progress_text
+
+    return lambda fraction, text: progress(fraction, desc=progress_text(text, lang))
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -197,17 +202,6 @@ def not_available_notice() -> gr.Markdown:
     return gr.Markdown(t("common.not_available"), elem_classes=["notice"])
 
 
-def seed_value(seed: Any) -> int:
-    """-1 or empty -> a fresh random seed (shown back to the user so it can be reused)."""
-    import random
-
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        seed = -1
-    return random.randint(0, 2**31 - 1) if seed < 0 else seed
-
-
 def bind(handler: Callable, ctx: "StudioContext") -> Callable:
     """``handler(ctx, ...)`` as an event function: ``ctx`` filled in, every other parameter unchanged.
 
@@ -231,3 +225,15 @@ def bind(handler: Callable, ctx: "StudioContext") -> Callable:
 def pass_through(value: Any) -> Any:
     """Copy a value from one component to another."""
     return value
+
+
+# Gradio clears an "Error" badge when the component's next event succeeds; the error toast stays for its
+# ten seconds. This closes it as soon as the next action succeeds, so the page never shows both.
+CLOSE_ERROR_TOASTS_JS = """() => { document.querySelectorAll('[data-testid="toast-body"].error [data-testid="toast-close"]')
+    .forEach((button) => button.click()); }"""
+
+
+def clear_errors_on_success(*events) -> None:
+    """After each of these events succeeds, close the error toasts still on the page."""
+    for event in events:
+        event.success(None, None, None, js=CLOSE_ERROR_TOASTS_JS, queue=False, api_visibility="private")
