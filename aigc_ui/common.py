@@ -103,9 +103,10 @@ class TabHandles:
     audio_target: gr.components.Component | None = None
     script_target: gr.components.Component | None = None
     wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
-    on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
-    on_load: tuple[Callable, list] | None = None  # (handler, outputs) run when the page loads: defaults in
-    # the user's language (a script language, a persona...) and the first tab's lists
+    # (handler, outputs) or (handler, inputs, outputs): run when the tab is selected (lists that may have
+    # changed) / when the page loads (defaults in the user's language: a script language, a persona...)
+    on_open: tuple | None = None
+    on_load: tuple | None = None
 
 
 def language_of(request: gr.Request | None, default: str = "auto") -> str:

@@ -48,8 +48,8 @@ add_strings(
         "image.refresh": "Refresh models",
         "image.no_model": (
             "**No text-to-image model can run here yet.** The rest of the studio works. To add one:\n\n"
-            "- a diffusers folder (with `model_index.json`) in `models/image/NAME/`, e.g. on a computer with internet: "
-            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo` (SD-Turbo is fast on CPU);\n"
+            "- with internet: **Download** SD-Turbo (fast on a CPU) in the *Models* tab;\n"
+            "- or a diffusers folder (with `model_index.json`) in `models/image/NAME/`;\n"
             "- or a single-file checkpoint `models/image/NAME.safetensors` (AUTOMATIC1111 style), with its base model's "
             "configs in `models/image/NAME.config/` when offline (a diffusers folder of the same family, weights not needed).\n\n"
             "Then press *Refresh models*."),
@@ -83,8 +83,8 @@ add_strings(
         "image.refresh": "刷新模型列表",
         "image.no_model": (
             "**此处还没有可运行的文生图模型。** 工作室的其他功能不受影响。添加方法：\n\n"
-            "- 把 diffusers 文件夹（含 `model_index.json`）放入 `models/image/名称/`，例如在联网的电脑上运行："
-            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo`（SD-Turbo 在 CPU 上很快）；\n"
+            "- 联网时：在“模型”页**下载** SD-Turbo（在 CPU 上很快）；\n"
+            "- 或把 diffusers 文件夹（含 `model_index.json`）放入 `models/image/名称/`；\n"
             "- 或放入单文件检查点 `models/image/名称.safetensors`（AUTOMATIC1111 格式）；离线时还需把同系列基础模型的配置"
             "放入 `models/image/名称.config/`（diffusers 文件夹，无需权重）。\n\n"
             "然后点击“刷新模型列表”。"),

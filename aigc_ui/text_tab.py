@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.core.model_downloads import better_text_model_hint
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
@@ -177,15 +178,23 @@ def generate_text(ctx: StudioContext, prompt: str, model: str = "", max_new_toke
         yield stream.result().text
 
 
-def refresh_models(ctx: StudioContext, request: gr.Request):
-    """Models dropped into models/text/ appear when the tab is opened."""
-    return gr.Dropdown(choices=model_choices(ctx, language_of(request, ctx.config.language)))
+def model_hint(ctx: StudioContext, model: str | None, request: gr.Request) -> str:
+    """A tip while the tiny bundled model is in use: a better one to download (or pick, once downloaded)."""
+    hint = better_text_model_hint(ctx.runtime, model or None)
+    return f"💡 {hint.text(language_of(request, ctx.config.language))}" if hint else ""
 
 
-def on_load(ctx: StudioContext, request: gr.Request):
+def refresh_models(ctx: StudioContext, model: str | None, request: gr.Request):
+    """Models dropped into models/text/ (or downloaded in the Models tab) appear when the tab is opened."""
+    lang = language_of(request, ctx.config.language)
+    return gr.Dropdown(choices=model_choices(ctx, lang)), model_hint(ctx, model, request)
+
+
+def on_load(ctx: StudioContext, model: str | None, request: gr.Request):
     """When the page loads: the model list in the page's language; scripts are written in it by default."""
     lang = language_of(request, ctx.config.language)
-    return gr.Dropdown(choices=model_choices(ctx, lang)), ("zh" if lang == "zh" else "en")
+    return (gr.Dropdown(choices=model_choices(ctx, lang)), ("zh" if lang == "zh" else "en"),
+            model_hint(ctx, model, request))
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -210,6 +219,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             system = gr.Textbox(label=t("text.system"), lines=2)
             prompt = gr.Textbox(label=t("text.prompt"), lines=5, placeholder=t("text.prompt_placeholder"))
             model = gr.Dropdown(model_choices(ctx), value=default, label=t("common.model"))
+            hint = gr.Markdown(elem_classes=["notice"])
             max_new_tokens = gr.Slider(1, 2048, value=256, step=1, label=t("text.max_new_tokens"))
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("text.temperature"))
             top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("text.top_p"))
@@ -241,7 +251,9 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                    api_visibility="private", show_progress="minimal", show_progress_on=output, **ctx.concurrency("text"))
     clear_errors_on_success(generated)
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
+    model.change(bind(model_hint, ctx), model, hint, **private)
     gr.api(zero_gpu(120)(bind(generate_text, ctx)), api_name="generate_text", **ctx.concurrency("text"))
 
-    return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]),
-                      on_load=(bind(on_load, ctx), [model, script_language]))
+    return TabHandles(script_source=output, send_script=send_script,
+                      on_open=(bind(refresh_models, ctx), [model], [model, hint]),
+                      on_load=(bind(on_load, ctx), [model], [model, script_language, hint]))

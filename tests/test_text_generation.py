@@ -131,7 +131,7 @@ def test_hub_model_not_here_says_how_to_get_it(runtime):
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # conftest: tests never reach a hub
     with pytest.raises(ModelLoadError) as err:
         generate_text("Hello", model="gpt2", max_new_tokens=4, runtime=runtime)
-    assert "models/text/" in err.value.message and "huggingface-cli download" in err.value.message
+    assert "models/text/" in err.value.message and "Models tab" in err.value.message and "hf download" in err.value.message
 
 
 def test_chinese_to_english_only_model_warns_before_loading(runtime):

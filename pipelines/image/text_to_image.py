@@ -287,11 +287,11 @@ def check_inputs(prompt: str, *, negative_prompt: str = "", model: str, steps=No
     if not ready.ok:
         folder = TASK_FOLDERS[TASK]
         raise ModelLoadError(
-            f"{spec.name} cannot run here: {ready.reason}. Download it on a computer with internet "
-            f"(huggingface-cli download {spec.source} --local-dir models/{folder}/{spec.name}) or put a "
-            f"diffusers folder or a .safetensors file in models/{folder}/.",
-            zh=f"{spec.name} 无法在此运行：{ready.reason_zh}。请在联网的电脑上下载（huggingface-cli download {spec.source} "
-               f"--local-dir models/{folder}/{spec.name}），或将 diffusers 文件夹或 .safetensors 文件放入 models/{folder}/。")
+            f"{spec.name} cannot run here: {ready.reason}. With internet, download it in the Models tab "
+            f"(`python -m pipelines.models download {spec.name}`), or put a diffusers folder or a .safetensors "
+            f"file in models/{folder}/.",
+            zh=f"{spec.name} 无法在此运行：{ready.reason_zh}。联网时可在“模型”页下载（`python -m pipelines.models "
+               f"download {spec.name}`），或将 diffusers 文件夹或 .safetensors 文件放入 models/{folder}/。")
     return ImageRequest(prompt=prompt, negative_prompt=negative_prompt or "", spec=spec, kind=kind, steps=steps,
                         guidance=guidance, width=width, height=height, seed=seed, batch_size=batch_size,
                         scheduler=scheduler, notices=list(notes))

