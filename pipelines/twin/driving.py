@@ -36,8 +36,8 @@ class Viseme:
 
 VISEMES: dict[str, Viseme] = {
     # Conversational speech: the gap is mostly a small fraction of the eye distance; "a" is the widest.
-    "PP": Viseme(0.020, 0.000, 0.00, 0.15, 0.000, 0.0, (0.6, 9.0, 0.6, 0.3)),  # m b p: lips pressed
-    "FF": Viseme(0.030, 0.012, 0.00, 0.00, 0.022, 0.0, (0.8, 7.0, 0.8, 0.3)),  # f v: lower lip to upper teeth
+    "PP": Viseme(0.020, 0.000, 0.00, 0.15, 0.000, 0.0, (0.6, 25.0, 0.6, 0.3)),  # m b p: lips pressed
+    "FF": Viseme(0.030, 0.012, 0.00, 0.00, 0.022, 0.0, (0.8, 15.0, 0.8, 0.3)),  # f v: lower lip to upper teeth
     "TH": Viseme(0.040, 0.045, 0.02, 0.00, 0.010, 1.0, (1.0, 1.5, 0.5, 3.0)),  # θ ð: tongue tip at the teeth
     "DD": Viseme(0.045, 0.055, 0.03, 0.00, 0.005, 1.0, (1.0, 0.8, 0.4, 3.0)),  # t d n l: tip up
     "KK": Viseme(0.060, 0.080, 0.00, 0.00, 0.000, 0.0, (0.8, 0.5, 0.3, 0.5)),  # k g ŋ
@@ -47,8 +47,8 @@ VISEMES: dict[str, Viseme] = {
     "AA": Viseme(0.120, 0.200, 0.02, 0.00, 0.010, 0.0, (2.0, 1.5, 1.0, 1.0)),  # a ɑ æ ʌ: open
     "EE": Viseme(0.080, 0.130, 0.06, 0.00, 0.010, 0.0, (2.0, 1.5, 1.2, 1.0)),  # e ɛ
     "II": Viseme(0.040, 0.070, 0.12, 0.00, 0.012, 0.0, (1.5, 1.2, 2.0, 1.0)),  # i ɪ j: spread
-    "OO": Viseme(0.085, 0.130, -0.17, 0.80, 0.000, 0.0, (2.0, 1.5, 3.0, 1.0)),  # o ɔ: round
-    "UU": Viseme(0.045, 0.075, -0.22, 1.00, 0.000, 0.0, (1.5, 1.2, 3.5, 1.0)),  # u ʊ w: round, forward
+    "OO": Viseme(0.085, 0.130, -0.17, 0.80, 0.000, 0.0, (2.0, 1.5, 2.2, 1.0)),  # o ɔ: round
+    "UU": Viseme(0.045, 0.075, -0.22, 1.00, 0.000, 0.0, (1.5, 1.2, 2.5, 1.0)),  # u ʊ w: round, forward
     "ER": Viseme(0.065, 0.100, 0.00, 0.00, 0.000, 0.0, (1.0, 1.0, 0.5, 0.5)),  # ə ɜ ɚ (neutral vowel)
     "HH": Viseme(0.050, 0.070, 0.00, 0.00, 0.000, 0.0, (0.3, 0.3, 0.2, 0.2)),  # h, unknown: takes neighbours
 }
@@ -163,7 +163,8 @@ def coarticulate(segments: Sequence[tuple[float, float, str]], n_frames: int, fp
         if a >= b:
             continue
         t = times[a:b]
-        outside = np.maximum(0.0, np.maximum(start - t, t - end))
+        # a shape is anticipated further ahead than it lingers after its sound
+        outside = np.maximum(0.0, np.maximum(start - t, 2.0 * (t - end)))
         targets = (v.jaw, v.gap, v.width, v.pucker, v.upper, v.tongue)
         for k, target in enumerate(targets):
             g = _GROUP_OF_PARAM[k]

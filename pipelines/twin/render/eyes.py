@@ -4,8 +4,8 @@ A blink is a lid sliding over the eye: per column of the eye, the upper lid's ed
 moves down to the lower lid while the lid skin above it, up to the brow's fold, stretches to follow.
 It is a vertical resampling of the photo's own lid (so the closed eye shows eyelid skin with the lashes
 along the bottom, not a dark line), composed onto the face warp's maps, so it turns with the head.
-Eye movements shift the iris points inside the (still) eye outline; brows lift on stressed words;
-both are landmark displacements for the face warp.
+Eye movements shift what lies inside the eye outline (iris and white), fading to nothing at the lids,
+composed the same way; brows lift on stressed words (landmark displacements for the face warp).
 """
 from __future__ import annotations
 
@@ -35,33 +35,17 @@ class EyeModel:
                        Blink(pts, fl.EYE_B_UPPER, fl.EYE_B_LOWER, (263, 362), eye_distance)]
 
     def weights(self, index: list[int]) -> dict[str, np.ndarray]:
-        pts = self.pts
-        n = len(index)
-        gaze = np.zeros(n, np.float32)
-        brow = np.zeros(n, np.float32)
-        eye_width = np.zeros(n, np.float32)
+        brow = np.zeros(len(index), np.float32)
         pos = {p: i for i, p in enumerate(index)}
-        for iris, corners in ((IRIS_A, (33, 133)), (IRIS_B, (263, 362))):
-            width = float(abs(pts[corners[0], 0] - pts[corners[1], 0]))
-            for p in iris:
+        for points, amount in ((BROW_POINTS, 1.0), (LID_FOLD_A + LID_FOLD_B, 0.35),
+                               (LID_UPPER_SKIN_A + LID_UPPER_SKIN_B, 0.7)):
+            for p in points:
                 if p in pos:
-                    gaze[pos[p]] = 1.0
-                    eye_width[pos[p]] = width
-        for p in BROW_POINTS:
-            if p in pos:
-                brow[pos[p]] = 1.0
-        for p in LID_FOLD_A + LID_FOLD_B:
-            if p in pos:
-                brow[pos[p]] = 0.35
-        for p in LID_UPPER_SKIN_A + LID_UPPER_SKIN_B:
-            if p in pos:
-                brow[pos[p]] = 0.7
-        return {"gaze": gaze, "eye_width": eye_width, "brow": brow}
+                    brow[pos[p]] = amount
+        return {"brow": brow}
 
-    def displacement(self, w: dict[str, np.ndarray], gaze: np.ndarray | None, brow: float) -> np.ndarray:
-        d = np.zeros((len(w["gaze"]), 2), np.float32)
-        if gaze is not None and (gaze[0] or gaze[1]):
-            d += (w["gaze"] * w["eye_width"])[:, None] * np.asarray(gaze, np.float32)[None, :]
+    def displacement(self, w: dict[str, np.ndarray], brow: float) -> np.ndarray:
+        d = np.zeros((len(w["brow"]), 2), np.float32)
         if brow:
             d[:, 1] -= w["brow"] * 0.035 * self.s * float(brow)
         return d
@@ -90,6 +74,18 @@ class Blink:
         # the lid skin that stretches reaches up to about the fold, short of the brow
         self.top = self.edge - 0.13 * s
         self.ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        # eye movements: how much of a glance each pixel follows (1 around the iris, 0 at the lids)
+        self.width = right - left
+        lower_edge = curve_y(xs, low_pts)
+        height = np.maximum(lower_edge - self.edge, 1.0)[None, :]
+        inside_v = np.clip(np.minimum(self.ys - self.edge[None, :], lower_edge[None, :] - self.ys) / (0.45 * height), 0, 1)
+        inside_h = np.clip(np.minimum(xs - left, right - xs) / (0.22 * self.width), 0, 1)[None, :]
+        self.follow = (_smooth(inside_v) * _smooth(inside_h)).astype(np.float32)
+
+    def gaze_field(self, gaze: np.ndarray) -> np.ndarray:
+        """(h, w, 2) backward displacement (photo pixels) that moves the eye's content by ``gaze`` eye widths."""
+        shift = np.asarray(gaze, np.float32) * self.width
+        return (-self.follow[..., None] * shift[None, None, :]).astype(np.float32)
 
     def field(self, closure: float) -> np.ndarray:
         """(h, w) vertical backward displacement (photo pixels; sample at y + field) for ``closure``."""

@@ -84,7 +84,7 @@ class StillBackground:
     """
 
     def __init__(self, region_rgb: np.ndarray, mask: np.ndarray, eye_distance: float, band_width: float,
-                 still_below: float | None = None):
+                 still_below: float | None = None, moving: np.ndarray | None = None):
         import cv2
 
         s = float(eye_distance)
@@ -96,9 +96,14 @@ class StillBackground:
             return
         outside = cv2.distanceTransform(1 - person, cv2.DIST_L2, 5)
         inside = cv2.distanceTransform(person, cv2.DIST_L2, 5)
-        band = ((outside <= band_width) & (inside <= band_width + 2)) | ((m > 0.01) & (m < 0.99))
+        band = (outside <= band_width) & (inside <= band_width + 2)
         if still_below is not None:  # below the neck nothing moves: no band needed there
             band[max(int(still_below), 0):] = False
+        if moving is not None and len(moving):  # only near the points that move (not along the shoulders)
+            near = np.zeros((h, w), np.uint8)
+            for x, y in np.round(moving).astype(int):
+                cv2.circle(near, (int(x), int(y)), int(0.3 * s), 1, -1)
+            band &= near.astype(bool)
         # pinned points: on the line band_width * 0.75 outside the person, every ~0.09 eye distances
         ring = (outside <= 0.75 * band_width).astype(np.uint8)
         contours, _ = cv2.findContours(ring, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)

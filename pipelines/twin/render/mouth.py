@@ -287,7 +287,7 @@ class MouthInterior:
         # above the upper lip line: the rows below it mirrored, fading into shadow
         k = np.clip(top - rows, 0, None)  # distance above the line
         src_rows = np.clip(np.round(top + k - y0).astype(int), 0, h - 1)
-        mirrored = np.take_along_axis(patch, np.broadcast_to(src_rows[..., None], (h, w, 3)), axis=0)
+        mirrored = patch[src_rows, np.arange(w)[None, :]]
         above = rows < top
         fade = np.exp(-k / (0.05 * self.s))[..., None]
         patch = np.where(above[..., None], mirrored * (0.45 + 0.55 * fade), patch)
@@ -330,12 +330,12 @@ class MouthInterior:
         convex = 0.80 + 0.20 * np.sin(np.pi * v)
         depth_shade = 1 - 0.55 * np.clip(np.abs(u), 0, 1.4) ** 1.6
         gap_px = corner * width_px
-        gaps = 1 - 0.6 * np.exp(-(gap_px / 0.55) ** 2)
+        gaps = 1 - 0.45 * np.exp(-(gap_px / 0.55) ** 2)
         shade = (convex * depth_shade * gaps)[None, :] * np.ones_like(Y)[:, None]
         translucent = np.exp(-np.clip(from_edge, 0, None) / 0.012)
         base = self.teeth_rgb * (1.0 if upper else 0.86)
         edge_tint = base * np.float32([0.78, 0.80, 0.86])
-        rgb = base[None, None, :] * (1 - 0.3 * translucent[..., None]) + edge_tint * 0.3 * translucent[..., None]
+        rgb = base[None, None, :] * (1 - 0.2 * translucent[..., None]) + edge_tint * 0.2 * translucent[..., None]
         rgb = rgb * shade[..., None]
         # gums beyond the crowns (only seen if a lip moves far)
         gum = _smoothstep((from_edge - 0.11) / 0.01)
@@ -420,7 +420,7 @@ class MouthInterior:
         # already carry the photo's shadows, so they are laid on after the shadow
         below_top = np.clip(ys - top[None, :], 0, None)
         above_bottom = np.clip(bottom[None, :] - ys, 0, None)
-        shadow = (1 - 0.42 * np.exp(-below_top / (0.022 * s))) * (1 - 0.22 * np.exp(-above_bottom / (0.012 * s)))
+        shadow = (1 - 0.35 * np.exp(-below_top / (0.016 * s))) * (1 - 0.22 * np.exp(-above_bottom / (0.012 * s)))
         layers = ((self.tongue, jaw_px * 0.9 - tongue_up * 0.045 * s), (self.lower, jaw_px), (self.upper, 0.0))
         for n, (layer, drop) in enumerate(layers):
             if n == 2 and self.photo_teeth:

@@ -19,7 +19,7 @@ from .eyes import EYE_POINTS, LID_FOLD_A, LID_FOLD_B, EyeModel
 from .head import HeadTurn, StillBackground, hair_points
 from .mouth import INNER_LOWER, INNER_UPPER, JAW_POINTS, LIP_POINTS, MID_LOWER, MID_UPPER, OUTER_LOWER, OUTER_UPPER, \
     LipModel, MouthInterior, MouthPose, curve_y
-from .warp import FaceWarp, tps_matrix
+from .warp import FaceWarp
 
 # Points that the face's own expressions leave in place (they still move with the head)
 STATIC_POINTS = sorted(set(fl.NOSE + [164, 167, 393, 33, 133, 263, 362, 151, 9, 108, 337, 69, 299, 10, 338, 297,
@@ -59,8 +59,10 @@ class FaceRig:
         # The warped region: the face with room for hair, jaw and neck; clipped to the frame
         x0, y0, x1, y1 = face.bbox
         fw, fh = x1 - x0, y1 - y0
+        # (down to a little below the neck line, where everything is held still)
+        neck_y = float(pts[152, 1]) + 0.5 * s
         self.region = (max(0, int(x0 - 0.6 * fw)), max(0, int(y0 - 0.8 * fh)),
-                       min(w, int(x1 + 0.6 * fw) + 1), min(h, int(y1 + 0.6 * fh) + 1))
+                       min(w, int(x1 + 0.6 * fw) + 1), min(h, int(min(y1 + 0.6 * fh, neck_y + 0.15 * s)) + 1))
         rx0, ry0, rx1, ry1 = self.region
         mask = analysis.person_mask(self.image, self.region, runtime) if still_background else None
 
@@ -98,8 +100,8 @@ class FaceRig:
         self.background = None
         pinned = np.zeros((0, 2), np.float32)
         if mask is not None:
-            neck_y = pts[152, 1] + 0.5 * s
-            background = StillBackground(region_rgb, mask, s, band_width=0.09 * s, still_below=neck_y - ry0)
+            background = StillBackground(region_rgb, mask, s, band_width=0.065 * s, still_below=neck_y - ry0,
+                                         moving=self.controls - np.float32([rx0, ry0]))
             if background.ok:
                 self.background = background
                 pinned = background.pinned_local + np.float32([rx0, ry0])
@@ -121,13 +123,11 @@ class FaceRig:
         # The warp moves lips, never teeth: in its source the inside of the mouth is filled with the lips'
         # own colours, so no sliver of the photo's teeth can be dragged along by a moving lip
         self.warp_source = _without_mouth_inside(self.image, pts, s)
-        self.warp = FaceWarp(self.warp_source, self.controls, self.region, pinned=pinned, main_rows=main_rows)
-        e = pts[fl.EYE_A_UPPER + fl.EYE_A_LOWER + fl.EYE_B_UPPER + fl.EYE_B_LOWER + LID_FOLD_A + LID_FOLD_B]
-        self.warp.add_overlay("eyes", main_rows, (e[:, 0].min() - 0.12 * s, e[:, 1].min() - 0.1 * s,
-                                                  e[:, 0].max() + 0.12 * s, e[:, 1].max() + 0.1 * s),
-                              grid_step=max(2, int(round(0.025 * s))), feather=0.2)
+        # the main field is smooth (head, jaw, cheeks): a coarse grid, finer ones where lips and eyes move
+        self.warp = FaceWarp(self.warp_source, self.controls, self.region, pinned=pinned, main_rows=main_rows,
+                             grid_step=max(8, int(round(0.12 * s))))
         m = pts[LIP_POINTS]
-        lip_step = max(3, int(round(0.035 * s)))
+        lip_step = max(3, int(round(0.045 * s)))
         self.warp.add_overlay("lips", main_rows, (m[:, 0].min() - 0.15 * s, m[:, 1].min() - 0.15 * s,
                                                   m[:, 0].max() + 0.15 * s, m[:, 1].max() + 0.12 * s),
                               grid_step=lip_step, feather=0.2)
@@ -143,7 +143,16 @@ class FaceRig:
                                        self.controls[:, 1] - ry0, ry1 - 1 - self.controls[:, 1]])
         self.room = _smooth01(edge_dist / (0.15 * s)).astype(np.float32)
         # where every landmark goes, from the control displacements (one small product per frame)
-        self.point_matrix = np.ascontiguousarray(tps_matrix(self.warp.controls, pts)[:, : self.warp.n_moving])
+        # (each landmark through the field that moves it: the lower lip and jaw through the lower one)
+        self.point_matrix = np.zeros((len(pts), self.warp.n_moving), np.float32)
+        main = self.warp.main
+        self.point_matrix[:, main.rows] = main.spline.matrix(pts)[:, : len(main.rows)]
+        if self.mouth_box is not None:
+            lower = self.warp.overlays["mouth"]
+            below = np.array([p for p in range(len(pts)) if p in lower_lip or p in set(JAW_POINTS)
+                              or pts[p, 1] > pts[[61, 291], 1].mean() + 0.1 * s])
+            self.point_matrix[below] = 0.0
+            self.point_matrix[np.ix_(below, lower.rows)] = lower.spline.matrix(pts[below])[:, : len(lower.rows)]
         gray = cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
         fx0, fy0 = max(int(x0), 0), max(int(y0), 0)
         face_gray = gray[fy0:max(int(y1), fy0 + 1), fx0:max(int(x1), fx0 + 1)]
@@ -166,7 +175,7 @@ class FaceRig:
         local = np.zeros((self.warp.n_moving, 2), np.float32)
         local[self.mouth_rows] = self.lips.displacement(self.mouth_weights, pose.mouth)
         if len(self.eye_rows):
-            local[self.eye_rows] = self.eyes.displacement(self.eye_weights, pose.gaze, pose.brow)
+            local[self.eye_rows] = self.eyes.displacement(self.eye_weights, pose.brow)
         moved = self.head.move(self.controls + local, self.control_depth, pose.head)
         return (moved - self.controls) * self.room[:, None]
 
@@ -177,16 +186,27 @@ class FaceRig:
         """The whole frame with the face posed as asked, and every landmark's position in it."""
         import cv2
 
-        pose = pose or FramePose()
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # per-frame work is small: extra threads only fight the encoder for the cores
+        try:
+            with _one_blas_thread():
+                return self._render_posed(pose or FramePose())
+        finally:
+            cv2.setNumThreads(threads)
+
+    def _render_posed(self, pose: FramePose) -> PosedFrame:
+        import cv2
+
         d = self.displacement(pose)
         frame = self.image.copy()
-        if float(np.abs(d).max()) <= 0.02 and pose.blink <= 0.01:  # the photo's own pose: the photo itself
+        glance = pose.gaze is not None and bool(np.any(np.abs(pose.gaze) > 1e-4))
+        if float(np.abs(d).max()) <= 0.02 and pose.blink <= 0.01 and not glance:  # the photo itself
             return PosedFrame(frame, self.pts.copy())
         rx0, ry0, rx1, ry1 = self.region
         moved = self.controls + d
         map_x, map_y = self.warp.maps(d, self._overlay_weights(moved))
-        if pose.blink > 0.01:
-            self._blink(map_x, map_y, moved, pose.blink)
+        if pose.blink > 0.01 or glance:
+            self._eyes(map_x, map_y, moved, pose.blink, pose.gaze if glance else None)
         region = cv2.remap(self.warp_source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         if self.background is not None:
             self.background.composite(region, map_x - rx0, map_y - ry0)
@@ -198,14 +218,14 @@ class FaceRig:
         points = self.pts + self.point_matrix @ d
         return PosedFrame(frame, points.astype(np.float32))
 
-    def _blink(self, map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray, closure: float) -> None:
-        """Compose each eye's lid slide (defined on the photo) onto the maps, in place."""
+    def _eyes(self, map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray, closure: float,
+              gaze: np.ndarray | None) -> None:
+        """Compose each eye's lid slide and glance (defined on the photo) onto the maps, in place."""
         import cv2
 
         rx0, ry0, rx1, ry1 = self.region
         for blink, anchors in zip(self.eyes.blinks, self.blink_anchor_rows):
             bx0, by0, bx1, by1 = blink.box
-            field = blink.field(closure)
             # the output pixels whose source falls in this eye's box: the box moved as the eye corners moved
             shift = (moved[anchors] - self.controls[anchors]).mean(axis=0)
             pad = 3
@@ -215,9 +235,14 @@ class FaceRig:
                 continue
             sub_x = map_x[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0]
             sub_y = map_y[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0]
-            dy = cv2.remap(field, sub_x - bx0, sub_y - by0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=0)
-            sub_y += dy
+            if closure > 0.01:  # first the lid: where it covers the eye, the lid's own skin shows
+                sub_y += cv2.remap(blink.field(closure), sub_x - bx0, sub_y - by0, cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            if gaze is not None:  # then the glance moves what is seen of the eye itself
+                g = cv2.remap(blink.gaze_field(gaze), sub_x - bx0, sub_y - by0, cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                sub_x += g[..., 0]
+                sub_y += g[..., 1]
 
     def _overlay_weights(self, moved: np.ndarray) -> dict[str, np.ndarray]:
         """Where the lower-lip overlay shows in this frame: below the line between the lips; soft beyond
@@ -241,6 +266,25 @@ class FaceRig:
             # a sharp switch: a soft one would mix one lip with what lies behind the other
             weights["mouth"] = (_smooth01((ys - split[None, :]) / 0.8 + 0.5) * fade_x[None, :] * fade_bottom).astype(np.float32)
         return weights
+
+
+_BLAS = None
+
+
+def _one_blas_thread():
+    """Small matrix-vector products run fastest on one BLAS thread: OpenBLAS's extra threads only spin
+    (and take the core the video encoder needs). A no-op when threadpoolctl is not installed."""
+    global _BLAS
+    import contextlib
+
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController()
+        except ImportError:
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
 
 
 def _without_mouth_inside(image: np.ndarray, pts: np.ndarray, eye_distance: float) -> np.ndarray:

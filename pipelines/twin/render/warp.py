@@ -16,25 +16,40 @@ import math
 import numpy as np
 
 
-def _tps_kernel(r2: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = 0.5 * r2 * np.log(r2)
-    return np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0)
+def _tps_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """U(r) = r^2 log r^2 / 2 between every point of ``a`` and of ``b`` (squared distances by one product)."""
+    r2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    np.maximum(r2, 1e-20, out=r2)
+    return 0.5 * r2 * np.log(r2)
+
+
+class ThinPlate:
+    """A thin-plate spline through fixed control points, solved once; ``matrix(targets)`` then gives
+    M with displacement at targets = M @ displacement at controls. Fields over the same controls share one."""
+
+    def __init__(self, controls: np.ndarray, regularization: float = 1e-5):
+        n = len(controls)
+        self.scale = float(np.ptp(controls, axis=0).max()) or 1.0
+        self.origin = controls.mean(axis=0)
+        self.c = (controls - self.origin).astype(np.float64) / self.scale
+        K = _tps_kernel(self.c, self.c) + regularization * np.eye(n)
+        P = np.hstack([np.ones((n, 1)), self.c])
+        L = np.zeros((n + 3, n + 3))
+        L[:n, :n], L[:n, n:], L[n:, :n] = K, P, P.T
+        self.solve = np.linalg.solve(L, np.vstack([np.eye(n), np.zeros((3, n))]))  # (n+3, n)
+
+    def basis(self, targets: np.ndarray) -> np.ndarray:
+        """(len(targets), n + 3): the spline's kernel and affine terms at the targets."""
+        g = (targets - self.origin).astype(np.float64) / self.scale
+        return np.hstack([_tps_kernel(g, self.c), np.ones((len(g), 1)), g])
+
+    def matrix(self, targets: np.ndarray) -> np.ndarray:
+        return (self.basis(targets) @ self.solve).astype(np.float32)
 
 
 def tps_matrix(controls: np.ndarray, targets: np.ndarray, regularization: float = 1e-5) -> np.ndarray:
     """Matrix M (len(targets) x len(controls)): displacement at targets = M @ displacement at controls."""
-    n = len(controls)
-    scale = float(np.ptp(controls, axis=0).max()) or 1.0
-    c, g = controls / scale, targets / scale
-    K = _tps_kernel(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1)) + regularization * np.eye(n)
-    P = np.hstack([np.ones((n, 1)), c])
-    L = np.zeros((n + 3, n + 3))
-    L[:n, :n], L[:n, n:], L[n:, :n] = K, P, P.T
-    solve = np.linalg.solve(L, np.vstack([np.eye(n), np.zeros((3, n))]))  # (n+3, n)
-    Kg = _tps_kernel(((g[:, None, :] - c[None, :, :]) ** 2).sum(-1))
-    Pg = np.hstack([np.ones((len(g), 1)), g])
-    return (np.hstack([Kg, Pg]) @ solve).astype(np.float32)
+    return ThinPlate(controls, regularization).matrix(targets)
 
 
 def border_ring(region, per_side: int) -> np.ndarray:
@@ -53,16 +68,19 @@ class Field:
     """
 
     def __init__(self, controls: np.ndarray, rows: np.ndarray, fixed: np.ndarray, box: tuple[int, int, int, int],
-                 grid_step: int):
+                 grid_step: int, spline: ThinPlate | None = None):
         x0, y0, x1, y1 = box
         self.box, self.rows = box, np.asarray(rows, np.int64)
         used = np.vstack([controls[self.rows], fixed]).astype(np.float32)
+        self.spline = spline or ThinPlate(used)
         self.grid_w = max(2, math.ceil((x1 - x0) / grid_step) + 1)
         self.grid_h = max(2, math.ceil((y1 - y0) / grid_step) + 1)
         gx = np.linspace(x0, x1 - 1, self.grid_w, dtype=np.float32)
         gy = np.linspace(y0, y1 - 1, self.grid_h, dtype=np.float32)
         grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
-        self.matrix = np.ascontiguousarray(tps_matrix(used, grid)[:, : len(self.rows)])  # fixed ones add 0
+        # per frame: coefficients = solve @ d (small), field = basis @ coefficients (one pass over the grid)
+        self.basis = np.ascontiguousarray(self.spline.basis(grid), np.float32)
+        self.coefficients = np.ascontiguousarray(self.spline.solve[:, : len(self.rows)], np.float32)  # fixed add 0
         self.size = (x1 - x0, y1 - y0)
         self._grid_scale = np.array([(self.grid_w - 1) / max(x1 - 1 - x0, 1), (self.grid_h - 1) / max(y1 - 1 - y0, 1)],
                                     np.float32)
@@ -77,16 +95,16 @@ class Field:
         """
         import cv2
 
-        d = displacement[self.rows]
+        coef = self.coefficients @ displacement[self.rows]
         # two matrix-vector products: much faster than one (n, 2) matrix product with OpenBLAS here
-        forward = np.stack([self.matrix @ d[:, 0], self.matrix @ d[:, 1]], -1).reshape(self.grid_h, self.grid_w, 2)
+        forward = np.stack([self.basis @ coef[:, 0], self.basis @ coef[:, 1]], -1).reshape(self.grid_h, self.grid_w, 2)
         forward = np.ascontiguousarray(forward, np.float32)
         # Jacobian of the forward field, per pixel (grid spacing taken out)
-        dx_ = np.gradient(forward, axis=1) * self._grid_scale[0]
-        dy_ = np.gradient(forward, axis=0) * self._grid_scale[1]
-        jac = np.ascontiguousarray(np.concatenate([dx_, dy_], axis=-1), np.float32)  # (ux, vx, uy, vy)
+        jac = np.empty((self.grid_h, self.grid_w, 4), np.float32)  # (ux, vx, uy, vy)
+        jac[..., :2] = np.gradient(forward, axis=1) * self._grid_scale[0]
+        jac[..., 2:] = np.gradient(forward, axis=0) * self._grid_scale[1]
         back = forward.copy()
-        for _ in range(3):
+        for _ in range(2):
             sx = self._grid_x - back[..., 0] * self._grid_scale[0]
             sy = self._grid_y - back[..., 1] * self._grid_scale[1]
             f = cv2.remap(forward, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -141,8 +159,11 @@ class FaceWarp:
         bx0, by0, bx1, by1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
         if bx1 - bx0 < 4 or by1 - by0 < 4:
             return None
+        rows = np.asarray(rows, np.int64)
+        same = anchors is None and np.array_equal(rows, self.main.rows)
         fixed = self.fixed if anchors is None else np.vstack([self.fixed, anchors]).astype(np.float32)
-        field = Field(self.controls[: self.n_moving], rows, fixed, (bx0, by0, bx1, by1), grid_step)
+        field = Field(self.controls[: self.n_moving], rows, fixed, (bx0, by0, bx1, by1), grid_step,
+                      spline=self.main.spline if same else None)
         field.weight = None
         field.separate = separate
         if feather:
