@@ -63,7 +63,7 @@ class ClassicEngine(TalkingHeadEngine):
     def animate_posed(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[PosedFrame]:
         """Like ``animate``, with every landmark's position in each frame (for engines built on top)."""
         opts = job.options
-        rig = FaceRig(job.image, job.face, self.runtime, seed=opts.seed, still_background=not opts.still)
+        rig = FaceRig(job.image, job.face, self.runtime, seed=opts.seed, still=opts.still)
         perf = performance(job.audio, job.sample_rate, job.n_frames, opts.fps, job.timings,
                            expression=opts.expression, still=opts.still, seed=opts.seed)
         for pose in frame_poses(perf, rig.rest_gap):

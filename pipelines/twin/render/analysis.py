@@ -235,7 +235,7 @@ def face_colours(image: np.ndarray, pts: np.ndarray) -> FaceColours:
         sclera = np.clip(sclera * 0.3 + (skin * 1.2 + 25) * 0.7, 0, 255)
     teeth = None
     inside = _pixels_in(image, inner_polygon)
-    if len(inside) >= 20:
+    if len(inside) >= 20 and fl.mouth_opening(pts) >= 0.035:  # teeth show only between parted lips
         lip_lum = float(np.median(lips @ luma)) if len(lips) else 128.0
         inside_lum = inside @ luma
         chroma = inside.max(axis=1) - inside.min(axis=1)

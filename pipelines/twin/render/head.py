@@ -97,6 +97,7 @@ class StillBackground:
         outside = cv2.distanceTransform(1 - person, cv2.DIST_L2, 5)
         inside = cv2.distanceTransform(person, cv2.DIST_L2, 5)
         band = (outside <= band_width) & (inside <= band_width + 2)
+        self.far = outside > band_width  # background clear of the outline: held still outright
         if still_below is not None:  # below the neck nothing moves: no band needed there
             band[max(int(still_below), 0):] = False
         if moving is not None and len(moving):  # only near the points that move (not along the shoulders)

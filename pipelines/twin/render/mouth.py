@@ -224,7 +224,7 @@ class MouthInterior:
             self.upper = self._photo_upper_teeth(image, xs)
             lower_top = self.lower_rest - 0.03 * s  # lower incisors' tips just behind the photo's lower lip
         else:
-            edge = self.upper_rest + 0.026 * s * (1 - 0.45 * self._u(xs) ** 2)
+            edge = self.upper_rest + 0.04 * s * (1 - 0.45 * self._u(xs) ** 2)
             self.upper = self._synth_teeth(xs, edge, upper=True)
             lower_top = edge - 0.016 * s
         self.lower = self._synth_teeth(xs, lower_top, upper=False)
@@ -247,7 +247,8 @@ class MouthInterior:
     def _teeth_colour(colours) -> np.ndarray:
         """Teeth under the photo's light: the sclera's colour, a touch warmer and darker."""
         sclera = colours.sclera.astype(np.float32)
-        return np.clip(sclera * np.float32([0.93, 0.90, 0.82]), 0, 255)
+        neutral = 0.65 * sclera + 0.35 * sclera.mean()  # less of the sclera's warm cast
+        return np.clip(neutral * np.float32([0.98, 0.97, 0.94]), 0, 255)
 
     def _finish(self, rgb: np.ndarray, alpha: np.ndarray, supersample: int) -> _Layer:
         """Downsample a supersampled layer (anti-aliasing), then match the photo's blur."""
@@ -330,8 +331,10 @@ class MouthInterior:
         convex = 0.80 + 0.20 * np.sin(np.pi * v)
         depth_shade = 1 - 0.55 * np.clip(np.abs(u), 0, 1.4) ** 1.6
         gap_px = corner * width_px
-        gaps = 1 - 0.45 * np.exp(-(gap_px / 0.55) ** 2)
-        shade = (convex * depth_shade * gaps)[None, :] * np.ones_like(Y)[:, None]
+        gaps = 1 - 0.32 * np.exp(-(gap_px / 0.55) ** 2)
+        # no two teeth quite alike: a little brightness and length variation, the same on both sides
+        variation = np.random.default_rng(7).uniform(-0.05, 0.05, len(widths))[tooth]
+        shade = (convex * depth_shade * gaps * (1 + variation))[None, :] * np.ones_like(Y)[:, None]
         translucent = np.exp(-np.clip(from_edge, 0, None) / 0.012)
         base = self.teeth_rgb * (1.0 if upper else 0.86)
         edge_tint = base * np.float32([0.78, 0.80, 0.86])
@@ -435,6 +438,10 @@ class MouthInterior:
             img = img * (1 - a) + sampled[..., :3] * a
         if not self.photo_teeth:
             img = img * shadow[..., None]
+        # light gets in through the opening: a mouth barely open is dark inside (a thin dark line where
+        # the lips meet, not the teeth shining through)
+        opening = float((bottom - top).max()) / (0.06 * s)
+        img = img * (0.3 + 0.7 * float(_smoothstep(np.array(opening))))
         if self.noise > 0.3:
             gx0, gy0 = x0 - int(self.origin[0]), y0 - int(self.origin[1])
             grain = self.grain[max(gy0, 0): max(gy0, 0) + size[1], max(gx0, 0): max(gx0, 0) + size[0]]

@@ -46,7 +46,7 @@ class FaceRig:
     """A photo ready to animate: ``render_posed(FramePose(...))`` gives a frame and its landmarks."""
 
     def __init__(self, image: np.ndarray, face: fl.FaceLandmarks, runtime=None, *, seed: int = 0,
-                 still_background: bool = True):
+                 still: bool = False):
         import cv2
 
         self.image = np.ascontiguousarray(image[..., :3])
@@ -61,10 +61,15 @@ class FaceRig:
         fw, fh = x1 - x0, y1 - y0
         # (down to a little below the neck line, where everything is held still)
         neck_y = float(pts[152, 1]) + 0.5 * s
-        self.region = (max(0, int(x0 - 0.6 * fw)), max(0, int(y0 - 0.8 * fh)),
-                       min(w, int(x1 + 0.6 * fw) + 1), min(h, int(min(y1 + 0.6 * fh, neck_y + 0.15 * s)) + 1))
+        if still:  # only the mouth and jaw move: nothing above the nose is touched
+            jaw = pts[JAW_POINTS]
+            self.region = (max(0, int(jaw[:, 0].min() - 0.15 * s)), max(0, int(pts[1, 1] - 0.05 * s)),
+                           min(w, int(jaw[:, 0].max() + 0.15 * s) + 1), min(h, int(pts[152, 1] + 0.35 * s) + 1))
+        else:
+            self.region = (max(0, int(x0 - 0.6 * fw)), max(0, int(y0 - 0.8 * fh)),
+                           min(w, int(x1 + 0.6 * fw) + 1), min(h, int(min(y1 + 0.6 * fh, neck_y + 0.15 * s)) + 1))
         rx0, ry0, rx1, ry1 = self.region
-        mask = analysis.person_mask(self.image, self.region, runtime) if still_background else None
+        mask = None if still else analysis.person_mask(self.image, self.region, runtime)
 
         def mask_at(xy: np.ndarray) -> float:
             if mask is None:
@@ -126,6 +131,8 @@ class FaceRig:
         # the main field is smooth (head, jaw, cheeks): a coarse grid, finer ones where lips and eyes move
         self.warp = FaceWarp(self.warp_source, self.controls, self.region, pinned=pinned, main_rows=main_rows,
                              grid_step=max(8, int(round(0.12 * s))))
+        if self.background is not None:
+            self.warp.hold_still(self.background.far)
         m = pts[LIP_POINTS]
         lip_step = max(3, int(round(0.045 * s)))
         self.warp.add_overlay("lips", main_rows, (m[:, 0].min() - 0.15 * s, m[:, 1].min() - 0.15 * s,
@@ -135,6 +142,9 @@ class FaceRig:
         self.mouth_box = self.warp.add_overlay(
             "mouth", lower_rows, (pts[[61, 291], 0].min() - 0.45 * s, m[:, 1].min() - 0.06 * s,
                                   pts[[61, 291], 0].max() + 0.45 * s, pts[152, 1] + 0.3 * s), grid_step=lip_step)
+        # the jaw's outline from one jaw corner to the other, under the chin
+        self.jaw_line_rows = np.array([rows[p] for p in (58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379,
+                                                         365, 397, 288) if p in rows], np.int64)
         eye_corner_rows = {p: rows[p] for p in (33, 133, 263, 362)}
         self.blink_anchor_rows = [np.array([eye_corner_rows[33], eye_corner_rows[133]]),
                                   np.array([eye_corner_rows[263], eye_corner_rows[362]])]
@@ -205,6 +215,7 @@ class FaceRig:
         rx0, ry0, rx1, ry1 = self.region
         moved = self.controls + d
         map_x, map_y = self.warp.maps(d, self._overlay_weights(moved))
+        self._neck_stays(map_x, map_y, moved)
         if pose.blink > 0.01 or glance:
             self._eyes(map_x, map_y, moved, pose.blink, pose.gaze if glance else None)
         region = cv2.remap(self.warp_source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
@@ -243,6 +254,26 @@ class FaceRig:
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                 sub_x += g[..., 0]
                 sub_y += g[..., 1]
+
+    def _neck_stays(self, map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray) -> None:
+        """Below the jaw's outline the neck does not move: the chin slides over it, in place."""
+        rx0, ry0, rx1, ry1 = self.region
+        line = moved[self.jaw_line_rows]
+        x0, x1 = int(max(line[:, 0].min(), rx0)), int(min(line[:, 0].max() + 1, rx1))
+        y0 = int(max(line[:, 1].min() - 2, ry0))
+        y1 = int(min(line[:, 1].max() + 0.35 * self.s, ry1))
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return
+        xs = np.arange(x0, x1, dtype=np.float32)
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        edge = curve_y(xs, line)
+        # fade out toward the jaw's corners (under the ears), where head and neck meet more gently
+        ends = _smooth01(np.minimum(xs - line[:, 0].min(), line[:, 0].max() - xs) / (0.25 * self.s))
+        weight = (_smooth01((ys - edge[None, :]) / 2.0 + 0.5) * ends[None, :]).astype(np.float32)
+        bx = map_x[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0]
+        by = map_y[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0]
+        bx += weight * (self.warp.base_x[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0] - bx)
+        by += weight * (self.warp.base_y[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0] - by)
 
     def _overlay_weights(self, moved: np.ndarray) -> dict[str, np.ndarray]:
         """Where the lower-lip overlay shows in this frame: below the line between the lips; soft beyond

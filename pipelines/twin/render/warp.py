@@ -147,6 +147,13 @@ class FaceWarp:
         self.size = (x1 - x0, y1 - y0)
         xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         self.base_x, self.base_y = xs, ys
+        # motion fades to nothing over the last few pixels of the region: it pastes back exactly
+        ramp = lambda n: np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / 4.0, 0, 1)  # noqa: E731
+        self.damp = (ramp(y1 - y0)[:, None] * ramp(x1 - x0)[None, :]).astype(np.float32)
+
+    def hold_still(self, still: np.ndarray) -> None:
+        """Mark region pixels (a bool mask, region-sized) that never move, such as the background."""
+        self.damp = np.where(still, 0.0, self.damp).astype(np.float32)
 
     def add_overlay(self, name: str, rows: np.ndarray, box: tuple[int, int, int, int], grid_step: int,
                     anchors: np.ndarray | None = None, feather: float | None = None,
@@ -195,7 +202,7 @@ class FaceWarp:
             rx0, ry0 = self.region[:2]
             part = dense[by0 - ry0: by1 - ry0, bx0 - rx0: bx1 - rx0]
             part += weight[..., None] * (field.dense(d) - part)
-        return self.base_x - dense[..., 0], self.base_y - dense[..., 1]
+        return self.base_x - dense[..., 0] * self.damp, self.base_y - dense[..., 1] * self.damp
 
     def overlay_maps(self, name: str, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sampling maps over one overlay's box (absolute source coordinates)."""
