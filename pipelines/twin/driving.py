@@ -168,7 +168,9 @@ def coarticulate(segments: Sequence[tuple[float, float, str]], n_frames: int, fp
         targets = (v.jaw, v.gap, v.width, v.pucker, v.upper, v.tongue)
         for k, target in enumerate(targets):
             g = _GROUP_OF_PARAM[k]
-            dom = v.dominance[g] * np.exp(-outside / _REACH_S[g])
+            # a strong shape (m, b, p closing the lips) holds its own span but does not spread further
+            reach = _REACH_S[g] * min(1.0, (2.0 / v.dominance[g]) ** 0.5)
+            dom = v.dominance[g] * np.exp(-outside / reach)
             num[k, a:b] += dom * target
             den[k, a:b] += dom
     neutral = VISEMES["ER"]
@@ -255,7 +257,7 @@ def mouth_track(audio: np.ndarray, sample_rate: int, n_frames: int, fps: float,
     if segments:
         pose = coarticulate(segments, n_frames, fps)
         # loudness scales the opening: stressed, loud syllables open wider than weak ones
-        scale = np.clip(0.55 + 0.55 * _smooth(norm, 1) ** 0.7, 0.55, 1.25).astype(np.float32)
+        scale = np.clip(0.2 + 1.0 * _smooth(norm, 1) ** 0.8, 0.2, 1.35).astype(np.float32)
         pose["jaw"] = pose["jaw"] * scale
         pose["gap"] = pose["gap"] * scale
     else:  # no timings: loudness alone opens a neutral mouth

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from ...core.jobs import StopToken, check_stop
-from ..driving import Performance, performance
+from ..driving import Performance, performance, speech_level
 from ..render.mouth import MouthPose
 from ..render.rig import FaceRig, FramePose
 from ..render.warp import FaceWarp, tps_matrix  # noqa: F401 - kept importable from here
@@ -26,6 +26,8 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
     """Per-frame poses from a performance; ``rest_gap`` is the photo's own lip gap (eye distances)."""
     m = perf.mouth
     gain = perf.expression
+    level = speech_level(perf.loudness)
+    loud = np.clip(perf.loudness / level, 0.0, 1.3) if level > 1e-4 else np.zeros(len(m), np.float32)
     k = 0.35 + 0.65 * gain  # 0: the lips barely move, 1: natural, 2: exaggerated
     shape = min(gain, 1.4)
     for i in range(len(m)):
@@ -34,7 +36,7 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
         # a photo with parted lips (a smile showing teeth) keeps part of that parting on open sounds,
         # less as the smile relaxes; closing sounds (m, b, p, f, v) close the lips all the same
         opens = min(float(m.gap[i]) / 0.05, 1.0)
-        speech_gap = float(m.gap[i]) + rest_gap * (1 - 0.5 * speaking) * opens
+        speech_gap = float(m.gap[i]) + rest_gap * opens * (0.85 + 0.15 * min(loud[i], 1.0))
         speech_gap = rest_gap + k * (speech_gap - rest_gap)
         mouth = MouthPose(jaw=(1 - r) * k * float(m.jaw[i]),
                           gap=(1 - r) * speech_gap + r * rest_gap,
