@@ -336,8 +336,8 @@ class MouthInterior:
         variation = np.random.default_rng(7).uniform(-0.05, 0.05, len(widths))[tooth]
         shade = (convex * depth_shade * gaps * (1 + variation))[None, :] * np.ones_like(Y)[:, None]
         translucent = np.exp(-np.clip(from_edge, 0, None) / 0.012)
-        base = self.teeth_rgb * (1.0 if upper else 0.86)
-        edge_tint = base * np.float32([0.78, 0.80, 0.86])
+        base = self.teeth_rgb * (1.0 if upper else 0.95)
+        edge_tint = base * np.float32([0.84, 0.84, 0.86])
         rgb = base[None, None, :] * (1 - 0.2 * translucent[..., None]) + edge_tint * 0.2 * translucent[..., None]
         rgb = rgb * shade[..., None]
         # gums beyond the crowns (only seen if a lip moves far)
@@ -423,7 +423,7 @@ class MouthInterior:
         # already carry the photo's shadows, so they are laid on after the shadow
         below_top = np.clip(ys - top[None, :], 0, None)
         above_bottom = np.clip(bottom[None, :] - ys, 0, None)
-        shadow = (1 - 0.35 * np.exp(-below_top / (0.016 * s))) * (1 - 0.22 * np.exp(-above_bottom / (0.012 * s)))
+        shadow = (1 - 0.35 * np.exp(-below_top / (0.016 * s))) * (1 - 0.15 * np.exp(-above_bottom / (0.01 * s)))
         layers = ((self.tongue, jaw_px * 0.9 - tongue_up * 0.045 * s), (self.lower, jaw_px), (self.upper, 0.0))
         for n, (layer, drop) in enumerate(layers):
             if n == 2 and self.photo_teeth:
