@@ -22,7 +22,6 @@ The 2 CPU cores are shared with other work while this runs: read the ratios, tak
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import threading
 import time

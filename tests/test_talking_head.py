@@ -219,8 +219,6 @@ def _moved(model, pose, index):
 
 
 def test_lip_model_rounds_spreads_presses_and_drops_the_jaw_by_its_depth():
-    from pipelines.face import landmarks as fl
-
     pts, depth = _synthetic_face(gap=0.0)
     model = mouth.LipModel(pts, depth, 100.0)
     index = sorted(set(mouth.LIP_POINTS + [152, 172]))

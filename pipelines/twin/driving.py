@@ -185,11 +185,19 @@ def loudness_envelope(audio: np.ndarray, sample_rate: int, n_frames: int, fps: f
     audio = np.asarray(audio, np.float32).reshape(-1)
     hop = sample_rate / fps
     edges = np.minimum((np.arange(n_frames + 1) * hop).astype(np.int64), len(audio))
-    squares = np.concatenate([[0.0], np.cumsum(np.square(audio, dtype=np.float64))])
-    counts = np.diff(edges)
-    sums = squares[edges[1:]] - squares[edges[:-1]]
-    env = np.sqrt(np.divide(sums, counts, out=np.zeros(n_frames), where=counts > 0))
-    return env.astype(np.float32)
+    env = np.zeros(n_frames, np.float64)
+    step = 2048  # frames at a time: memory stays flat however long the clip is
+    for a in range(0, n_frames, step):
+        b = min(a + step, n_frames)
+        lo, hi = edges[a], edges[b]
+        if hi <= lo:
+            continue
+        chunk = audio[lo:hi].astype(np.float64)
+        starts = edges[a:b] - lo
+        sums = np.add.reduceat(chunk * chunk, np.minimum(starts, len(chunk) - 1))
+        counts = np.diff(edges[a: b + 1])
+        env[a:b] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    return np.sqrt(env).astype(np.float32)
 
 
 def speech_level(envelope: np.ndarray) -> float:

@@ -36,7 +36,7 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
         # a photo with parted lips (a smile showing teeth) keeps part of that parting on open sounds,
         # less as the smile relaxes; closing sounds (m, b, p, f, v) close the lips all the same
         opens = min(float(m.gap[i]) / 0.05, 1.0)
-        speech_gap = float(m.gap[i]) + rest_gap * opens * (0.85 + 0.15 * min(loud[i], 1.0))
+        speech_gap = float(m.gap[i]) + rest_gap * opens * (0.7 + 0.3 * min(loud[i], 1.0))
         speech_gap = rest_gap + k * (speech_gap - rest_gap)
         mouth = MouthPose(jaw=(1 - r) * k * float(m.jaw[i]),
                           gap=(1 - r) * speech_gap + r * rest_gap,
@@ -47,6 +47,46 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
                           relax=0.5 * min(gain, 1.5) * speaking)
         yield FramePose(mouth=mouth, blink=float(perf.blink[i]), gaze=perf.gaze[i], brow=float(perf.brows[i]),
                         head=perf.head[i])
+
+
+def _ahead(frames: Iterator, depth: int = 1) -> Iterator:
+    """Run ``frames`` in a worker thread, ``depth`` items ahead of the consumer. The worker stops when
+    the consumer stops (a Stop, an error, or the generator being closed); its errors reach the consumer."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    quit_ = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in frames:
+                while not quit_.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if quit_.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+
+    worker = threading.Thread(target=work, name="twin-frames", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        quit_.set()
+        worker.join(timeout=5)
 
 
 class ClassicEngine(TalkingHeadEngine):
@@ -63,14 +103,18 @@ class ClassicEngine(TalkingHeadEngine):
             yield posed.image
 
     def animate_posed(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[PosedFrame]:
-        """Like ``animate``, with every landmark's position in each frame (for engines built on top)."""
+        """Like ``animate``, with every landmark's position in each frame (for engines built on top).
+
+        Frames are made one ahead in a worker thread, so that making the next frame overlaps with
+        whatever the caller does with this one (encoding it, mostly); at most two are held.
+        """
         opts = job.options
         rig = FaceRig(job.image, job.face, self.runtime, seed=opts.seed, still=opts.still)
         perf = performance(job.audio, job.sample_rate, job.n_frames, opts.fps, job.timings,
                            expression=opts.expression, still=opts.still, seed=opts.seed)
-        for pose in frame_poses(perf, rig.rest_gap):
+        for posed in _ahead(rig.render_posed(pose) for pose in frame_poses(perf, rig.rest_gap)):
             check_stop(stop)
-            yield rig.render_posed(pose)
+            yield posed
 
 
 register_engine("classic", lambda spec, runtime: ClassicEngine(runtime))

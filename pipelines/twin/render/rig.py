@@ -15,7 +15,7 @@ import numpy as np
 from ...face import landmarks as fl
 from ..engines import PosedFrame
 from . import analysis
-from .eyes import EYE_POINTS, LID_FOLD_A, LID_FOLD_B, EyeModel
+from .eyes import EYE_POINTS, EyeModel
 from .head import HeadTurn, StillBackground, hair_points
 from .mouth import INNER_LOWER, INNER_UPPER, JAW_POINTS, LIP_POINTS, MID_LOWER, MID_UPPER, OUTER_LOWER, OUTER_UPPER, \
     LipModel, MouthInterior, MouthPose, curve_y
