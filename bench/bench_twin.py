@@ -248,7 +248,7 @@ def quality_10s(result, runtime: Runtime) -> dict:
 def mouth_tiles(video: Path, face: fl.FaceLandmarks, times: list[float], label: str, tile: int = 96,
                 cols: int = 6):
     """6x3 tiles of the mouth (one eye-span square around it) at ``times``, each with its time."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     centre = face.points[[13, 14]].mean(axis=0)
     half = face.eye_distance / 2
@@ -262,10 +262,14 @@ def mouth_tiles(video: Path, face: fl.FaceLandmarks, times: list[float], label: 
     head = 16
     sheet = Image.new("RGB", (cols * tile, head + rows * (tile + 12)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    draw.text((3, 2), label, fill=(0, 0, 0))
+    try:
+        font, small = ImageFont.load_default(size=12), ImageFont.load_default(size=10)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = small = ImageFont.load_default()
+    draw.text((3, 1), label, fill=(0, 0, 0), font=font)
     for k, (i, t) in enumerate(wanted.items()):
         x, y = (k % cols) * tile, head + (k // cols) * (tile + 12)
-        draw.text((x + 2, y), f"{t:.1f} s", fill=(60, 60, 60))
+        draw.text((x + 2, y), f"{t:.1f} s", fill=(60, 60, 60), font=small)
         if i in crops:
             sheet.paste(crops[i].resize((tile, tile)), (x, y + 12))
     return sheet

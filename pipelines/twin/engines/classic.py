@@ -59,20 +59,24 @@ def _ahead(frames: Iterator, depth: int = 1) -> Iterator:
     done = object()
     quit_ = threading.Event()
 
+    def offer(item) -> bool:
+        """Hand one item over; False once the consumer has gone."""
+        while not quit_.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in frames:
-                while not quit_.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if quit_.is_set():
+                if not offer(item):
                     return
-            items.put(done)
+            offer(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(exc)
+            offer(exc)
 
     worker = threading.Thread(target=work, name="twin-frames", daemon=True)
     worker.start()

@@ -130,7 +130,7 @@ class FaceRig:
         self.warp_source = _without_mouth_inside(self.image, pts, s)
         # the main field is smooth (head, jaw, cheeks): a coarse grid, finer ones where lips and eyes move
         self.warp = FaceWarp(self.warp_source, self.controls, self.region, pinned=pinned, main_rows=main_rows,
-                             grid_step=max(8, int(round(0.12 * s))))
+                             grid_step=max(8, int(round(0.12 * s))), main_newton_steps=1)
         if self.background is not None:
             self.warp.hold_still(self.background.far)
         m = pts[LIP_POINTS]

@@ -68,8 +68,9 @@ class Field:
     """
 
     def __init__(self, controls: np.ndarray, rows: np.ndarray, fixed: np.ndarray, box: tuple[int, int, int, int],
-                 grid_step: int, spline: ThinPlate | None = None):
+                 grid_step: int, spline: ThinPlate | None = None, newton_steps: int = 2):
         x0, y0, x1, y1 = box
+        self.newton_steps = newton_steps
         self.box, self.rows = box, np.asarray(rows, np.int64)
         used = np.vstack([controls[self.rows], fixed]).astype(np.float32)
         self.spline = spline or ThinPlate(used)
@@ -104,7 +105,7 @@ class Field:
         jac[..., :2] = np.gradient(forward, axis=1) * self._grid_scale[0]
         jac[..., 2:] = np.gradient(forward, axis=0) * self._grid_scale[1]
         back = forward.copy()
-        for _ in range(2):
+        for _ in range(self.newton_steps):
             sx = self._grid_x - back[..., 0] * self._grid_scale[0]
             sy = self._grid_y - back[..., 1] * self._grid_scale[1]
             f = cv2.remap(forward, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -132,7 +133,8 @@ class FaceWarp:
     """
 
     def __init__(self, image: np.ndarray, controls: np.ndarray, region: tuple[int, int, int, int],
-                 grid_step: int = 8, pinned: np.ndarray | None = None, main_rows: np.ndarray | None = None):
+                 grid_step: int = 8, pinned: np.ndarray | None = None, main_rows: np.ndarray | None = None,
+                 main_newton_steps: int = 2):
         x0, y0, x1, y1 = region
         self.image, self.region = image, region
         fixed = [border_ring(region, per_side=10)]
@@ -142,7 +144,7 @@ class FaceWarp:
         self.controls = np.vstack([controls, self.fixed]).astype(np.float32)  # moving first, then fixed
         self.n_moving = len(controls)
         rows = np.arange(self.n_moving) if main_rows is None else np.asarray(main_rows)
-        self.main = Field(controls, rows, self.fixed, region, grid_step)
+        self.main = Field(controls, rows, self.fixed, region, grid_step, newton_steps=main_newton_steps)
         self.overlays: dict[str, Field] = {}
         self.size = (x1 - x0, y1 - y0)
         xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
@@ -202,7 +204,10 @@ class FaceWarp:
             rx0, ry0 = self.region[:2]
             part = dense[by0 - ry0: by1 - ry0, bx0 - rx0: bx1 - rx0]
             part += weight[..., None] * (field.dense(d) - part)
-        return self.base_x - dense[..., 0] * self.damp, self.base_y - dense[..., 1] * self.damp
+        import cv2
+
+        dx, dy = cv2.split(dense)
+        return cv2.subtract(self.base_x, cv2.multiply(dx, self.damp)), cv2.subtract(self.base_y, cv2.multiply(dy, self.damp))
 
     def overlay_maps(self, name: str, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sampling maps over one overlay's box (absolute source coordinates)."""
