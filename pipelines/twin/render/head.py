@@ -125,7 +125,9 @@ class StillBackground:
         filled = cv2.inpaint(np.ascontiguousarray(src), fill_small, 5, cv2.INPAINT_TELEA)
         if small < 1:
             filled = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-        plate = np.where(fill[..., None] > 0, filled, region_rgb).astype(np.float32)
+        # the plate differs from the photo only where the person clearly is: at the soft outline the
+        # unmixed person (below) stays smooth
+        plate = np.where((fill[..., None] > 0) & (m[..., None] > 0.5), filled, region_rgb).astype(np.float32)
         # the person premultiplied by its mask: person * m = photo - plate * (1 - m) (exact at rest)
         fore = region_rgb.astype(np.float32) - plate * (1 - m[..., None])
         self.source = np.dstack([fore, m]).astype(np.float32)
