@@ -265,7 +265,7 @@ def mouth_track(audio: np.ndarray, sample_rate: int, n_frames: int, fps: float,
     if segments:
         pose = coarticulate(segments, n_frames, fps)
         # loudness scales the opening: stressed, loud syllables open wider than weak ones
-        scale = np.clip(0.2 + 1.0 * _smooth(norm, 1) ** 0.8, 0.2, 1.35).astype(np.float32)
+        scale = np.clip(0.1 + 1.1 * _smooth(norm, 1) ** 0.9, 0.1, 1.4).astype(np.float32)
         pose["jaw"] = pose["jaw"] * scale
         pose["gap"] = pose["gap"] * scale
     else:  # no timings: loudness alone opens a neutral mouth

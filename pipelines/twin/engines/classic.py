@@ -33,10 +33,11 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
     for i in range(len(m)):
         r = float(m.rest[i])
         speaking = float(m.speaking[i])
-        # a photo with parted lips (a smile showing teeth) keeps part of that parting on open sounds,
-        # less as the smile relaxes; closing sounds (m, b, p, f, v) close the lips all the same
+        # a photo with parted lips (a smile showing teeth) keeps that parting on open sounds (a little
+        # less when quiet); closing sounds (m, b, p, f, v) close the lips all the same
         opens = min(float(m.gap[i]) / 0.05, 1.0)
-        speech_gap = float(m.gap[i]) + rest_gap * opens * (0.7 + 0.3 * min(loud[i], 1.0))
+        # (parted lips also open a little wider on loud vowels, so that speech spans above and below the rest)
+        speech_gap = float(m.gap[i]) * (1 + 1.5 * rest_gap) + rest_gap * opens * (0.6 + 0.4 * min(loud[i], 1.0))
         speech_gap = rest_gap + k * (speech_gap - rest_gap)
         mouth = MouthPose(jaw=(1 - r) * k * float(m.jaw[i]),
                           gap=(1 - r) * speech_gap + r * rest_gap,
