@@ -228,8 +228,12 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
                     guidance: float | None = None, width: int | None = None, height: int | None = None,
                     seed: int = -1, batch_size: int = 1, scheduler: str | None = None, runtime=None,
                     stop: StopToken | None = None, on_progress: ProgressFn | None = None,
-                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False) -> ImageResult:
-    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/."""
+                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False,
+                    provenance: bool = True) -> ImageResult:
+    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/.
+
+    ``provenance`` puts an invisible watermark and Content Credentials on the saved PNGs (the returned
+    images are the marked ones)."""
     import random
 
     from ..core.runtime import Runtime
@@ -329,7 +333,8 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
             # 7. Save with the parameters inside the PNG
             image = _to_pil(array)
             image_params = dict(params, seed=image_seed, batch_index=index)
-            paths.append(_save_png(image, image_params, runtime.outputs_dir))
+            path, image = _save_png(image, image_params, runtime.outputs_dir, provenance)
+            paths.append(path)
             images.append(image)
             seeds.append(image_seed)
 
@@ -439,11 +444,15 @@ def latents_preview(latents):
     return Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
 
 
-def _save_png(image, params: dict, outputs_dir: Path) -> Path:
+def _save_png(image, params: dict, outputs_dir: Path, provenance: bool = True):
+    """Save with the parameters inside the PNG (and the watermark + Content Credentials): (path, image as saved)."""
+    from ..provenance import save_png
+
     path = new_output_path(outputs_dir, TASK, ".png", stem=str(params["seed"]))
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=png_info(params))
-    return path
+        image, _ = save_png(image, tmp, model=str(params.get("model", "")), engine="text-to-image (diffusers)",
+                            provenance=provenance, pnginfo=png_info(params), parameters=params)
+    return path, image
 
 
 # ---------------------------------------------------------------- command line

@@ -38,10 +38,10 @@ MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", 
               ".flac": "audio/flac", ".m4a": "audio/mp4", ".avif": "image/avif", ".heic": "image/heic"}
 SIGNABLE = (".png", ".jpg", ".jpeg", ".mp4", ".wav", ".mp3")
 
-# c2pa validation codes that mean "the content changed after signing" (the rest of the failures mean
-# the manifest itself is broken or forged)
+# c2pa validation codes that mean "the content changed after signing"; the other failures (an edited
+# assertion, a signature that does not verify) mean the manifest itself is forged or broken: "invalid"
 _TAMPER_CODES = ("assertion.dataHash.mismatch", "assertion.bmffHash.mismatch", "assertion.boxesHash.mismatch",
-                 "assertion.hashedURI.mismatch", "assertion.collectionHash.mismatch")
+                 "assertion.collectionHash.mismatch")
 # informational: a self-signed certificate is on no trust list; that says nothing about tampering
 _UNTRUSTED_CODES = ("signingCredential.untrusted",)
 
@@ -204,12 +204,13 @@ class Credentials:
                                                   "algorithmicMedia"))
 
 
-def read_credentials(path: Path) -> Credentials:
-    """The Content Credentials embedded in ``path`` (absent when there are none)."""
+def read_credentials(path: Path, mime: str | None = None) -> Credentials:
+    """The Content Credentials embedded in ``path`` (absent when there are none); ``mime`` overrides the
+    type guessed from the extension (the checker sniffs the bytes)."""
     import c2pa
 
     path = Path(path)
-    fmt = MIME_TYPES.get(path.suffix.lower())
+    fmt = mime or MIME_TYPES.get(path.suffix.lower())
     if fmt is None:
         return Credentials("absent")
     try:
