@@ -212,8 +212,13 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
                       still: bool = False, subtitles: bool = False, ai_label: bool = True, fps: int = 25,
                       seed: int = -1, engine: str = "classic", consent: bool = True, out: str | Path | None = None,
                       max_seconds: float = MAX_SECONDS, runtime: Runtime | None = None,
-                      stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> TwinVideo:
-    """Animate ``photo`` speaking ``script`` in ``voice`` (or lip-syncing ``audio``) into an MP4."""
+                      stop: StopToken | None = None, on_progress: ProgressFn | None = None,
+                      label_corner: str = "top-left", provenance: bool = True) -> TwinVideo:
+    """Animate ``photo`` speaking ``script`` in ``voice`` (or lip-syncing ``audio``) into an MP4.
+
+    ``label_corner``: where the AI label goes (top-left, top-right, bottom-left, bottom-right; it never
+    covers the mouth). ``provenance``: an invisible watermark in every frame and Content Credentials
+    (with the consent) on the MP4."""
     from .driving import loudness_envelope
     from .engines import AnimationJob, AnimationOptions, load_engine
     from .overlays import Overlays, cjk_font_path, subtitle_cues, voiced_span
@@ -258,7 +263,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     h, w = canvas.shape[:2]
     cues = subtitle_cues(script, seconds, spoken.timings, voiced_span(loudness, fps)) if subtitles and script.strip() else []
     label = (AI_LABEL if cjk_font_path() else AI_LABEL_EN) if ai_label else None
-    overlays = Overlays(w, h, fps, cues, label)
+    overlays = Overlays(w, h, fps, cues, label, label_corner=label_corner, face=canvas_face)
     if overlays.missing_font:
         notices.append(Notice("No Chinese font found, so the subtitles are left out: install fonts-wqy-microhei.",
                               "没有找到中文字体，因此未加字幕：请安装 fonts-wqy-microhei。"))
@@ -280,13 +285,19 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     job = AnimationJob(image=canvas, face=canvas_face, audio=spoken.audio, sample_rate=spoken.sample_rate,
                        n_frames=n_frames, timings=spoken.timings,
                        options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
+    from ..provenance import sign_output, video_frame_marker
+
+    mark, output_id = video_frame_marker(provenance)
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, atomic_path(final) as tmp:
         with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
-                writer.write(overlays.apply(frame, i))
+                writer.write(mark(overlays.apply(frame, i)))
                 if i % 10 == 0:
                     report(on_progress, 0.15 + 0.85 * i / n_frames, f"frame {i}/{n_frames}")
+        sign_output(tmp, model=label_name, engine=engine, output_id=output_id, consent=params["consent"],
+                    parameters=params, provenance=provenance)
     params["render_seconds"] = round(time.perf_counter() - started, 2)
+    params["output_id"] = output_id  # the id in the watermark and the Content Credentials (None: provenance off)
     params_path = write_params(final, params)
     report(on_progress, 1.0, "done")
     return TwinVideo(path=final, params_path=params_path, seconds=seconds, frames=n_frames, fps=fps, width=w,

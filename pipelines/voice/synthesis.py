@@ -113,18 +113,20 @@ class _Voice:
 def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None,
                       pitch: float = 0.0, normalize: bool = True, sentence_pause: float = 0.35,
-                      output_format: str = "wav", save: bool = True) -> SpeechResult:
+                      output_format: str = "wav", save: bool = True, provenance: bool = True) -> SpeechResult:
     """Speak ``text`` with ``voice`` ("auto" picks by language); returns the audio and its timings.
 
     ``pitch`` is in semitones, ``speed`` 0.5-2 (1 = normal), ``sentence_pause`` in seconds.
-    With ``save`` the speech is also written under outputs/voice/ (``output_format`` wav or mp3).
+    With ``save`` the speech is also written under outputs/voice/ (``output_format`` wav or mp3), with an
+    invisible watermark and Content Credentials unless ``provenance`` is False (the returned samples are
+    the unmarked ones).
     """
     runtime = runtime or Runtime.default()
     pieces: list[np.ndarray] = []
     timings: list[Timing] = []
     stream = stream_speech(text, voice=voice, speed=speed, runtime=runtime, stop=stop, on_progress=on_progress,
                            pitch=pitch, normalize=normalize, sentence_pause=sentence_pause,
-                           output_format=output_format, save=save)
+                           output_format=output_format, save=save, provenance=provenance)
     summary = None
     while True:
         try:
@@ -145,7 +147,7 @@ def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0
 def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                   stop: StopToken | None = None, on_progress: ProgressFn | None = None, pitch: float = 0.0,
                   normalize: bool = True, sentence_pause: float = 0.35, output_format: str = "wav",
-                  save: bool = True) -> Iterator[SpeechChunk]:
+                  save: bool = True, provenance: bool = True) -> Iterator[SpeechChunk]:
     """Yield each spoken piece as soon as it is made, writing the output file as it goes.
 
     Returns (as the generator's value) a dict: sample_rate, voice, language, path, warnings, params,
@@ -169,7 +171,7 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
 
     # 3. Speak piece by piece, writing the file incrementally
     sample_rate: int | None = None
-    writer = _IncrementalWriter(runtime.outputs_dir, output_format) if save else None
+    writer = _IncrementalWriter(runtime.outputs_dir, output_format, provenance) if save else None
     position = 0  # samples written so far
     try:
         for index, (segment, piece_voice) in enumerate(plan):
@@ -453,7 +455,8 @@ def _onnx_cuda() -> bool:
 class _IncrementalWriter:
     """Writes blocks to a hidden temp file as they come; ``finish`` renames it into place."""
 
-    def __init__(self, outputs_dir: Path, output_format: str):
+    def __init__(self, outputs_dir: Path, output_format: str, provenance: bool = True):
+        self.provenance = provenance  # watermark + Content Credentials on the finished file
         self.final = new_output_path(outputs_dir, "voice", "." + output_format)
         self.tmp = self.final.with_name(f".{self.final.stem}.partial{self.final.suffix}")
         self.format = output_format
@@ -472,6 +475,10 @@ class _IncrementalWriter:
         if self.file is None:
             return None
         self.file.close()
+        from ..provenance import mark_audio_file
+
+        mark_audio_file(self.tmp, model=", ".join(params.get("voices_used") or [str(params.get("voice", ""))]),
+                        engine="voice synthesis", parameters=params, provenance=self.provenance)
         os.replace(self.tmp, self.final)
         write_params(self.final, params)
         return self.final
