@@ -156,7 +156,7 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     ``display_size`` enlarges smaller outputs (Lanczos) and None keeps the model's size; ``save`` writes
     PNGs under outputs/faces/ (or ``out_dir``); ``steps`` is for diffusion models; ``image_model`` picks
     the text-to-image model of the ``portrait`` preset; ``provenance`` puts an invisible watermark and
-    Content Credentials on the saved PNGs (the returned images are the marked ones).
+    Content Credentials on the saved PNGs (the returned images stay the model's exact pixels).
     """
     runtime = runtime or Runtime.default()
     # 1. Check inputs before any heavy work.
@@ -354,14 +354,14 @@ def _save_faces(images, seeds, params, spec, runtime, out_dir, provenance: bool 
     from ..provenance import save_png
 
     paths = []
-    for index, (image, seed) in enumerate(zip(images, seeds)):
+    for image, seed in zip(images, seeds):
         if out_dir is not None:
             path = Path(out_dir) / f"{spec.name}-seed{seed}.png"
         else:
             path = new_output_path(runtime.outputs_dir, "faces", ".png", stem=f"{spec.name}-seed{seed}")
         with atomic_path(path) as tmp:
-            images[index], _ = save_png(image, tmp, model=spec.name, engine="face synthesis", provenance=provenance,
-                                        parameters={**params, "seed": seed, "seeds": None})
+            save_png(image, tmp, model=spec.name, engine="face synthesis", provenance=provenance,
+                     parameters={**params, "seed": seed, "seeds": None})
         write_params(path, {**params, "seed": seed, "seeds": None})
         paths.append(path)
     return paths

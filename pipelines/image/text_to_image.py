@@ -233,7 +233,7 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/.
 
     ``provenance`` puts an invisible watermark and Content Credentials on the saved PNGs (the returned
-    images are the marked ones)."""
+    images stay the model's exact pixels, so a seed reproduces them)."""
     import random
 
     from ..core.runtime import Runtime
@@ -333,8 +333,7 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
             # 7. Save with the parameters inside the PNG
             image = _to_pil(array)
             image_params = dict(params, seed=image_seed, batch_index=index)
-            path, image = _save_png(image, image_params, runtime.outputs_dir, provenance)
-            paths.append(path)
+            paths.append(_save_png(image, image_params, runtime.outputs_dir, provenance))
             images.append(image)
             seeds.append(image_seed)
 
@@ -444,15 +443,15 @@ def latents_preview(latents):
     return Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
 
 
-def _save_png(image, params: dict, outputs_dir: Path, provenance: bool = True):
-    """Save with the parameters inside the PNG (and the watermark + Content Credentials): (path, image as saved)."""
+def _save_png(image, params: dict, outputs_dir: Path, provenance: bool = True) -> Path:
+    """Save with the parameters inside the PNG, the watermark and Content Credentials."""
     from ..provenance import save_png
 
     path = new_output_path(outputs_dir, TASK, ".png", stem=str(params["seed"]))
     with atomic_path(path) as tmp:
-        image, _ = save_png(image, tmp, model=str(params.get("model", "")), engine="text-to-image (diffusers)",
-                            provenance=provenance, pnginfo=png_info(params), parameters=params)
-    return path, image
+        save_png(image, tmp, model=str(params.get("model", "")), engine="text-to-image (diffusers)",
+                 provenance=provenance, pnginfo=png_info(params), parameters=params)
+    return path
 
 
 # ---------------------------------------------------------------- command line
@@ -485,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, (image, seed) in enumerate(zip(result.images, result.seeds)):
         target = out if len(result.images) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
         with atomic_path(target) as tmp:
-            image.save(tmp, format="PNG", pnginfo=png_info(dict(result.params, seed=seed)))
+            from ..provenance import save_png
+
+            save_png(image, tmp, model=result.params["model"], engine="text-to-image (diffusers)",
+                     pnginfo=png_info(dict(result.params, seed=seed)), parameters=dict(result.params, seed=seed))
         print(f"{target}  seed={seed}")
     for notice in result.notices:
         print(f"note: {notice}", file=sys.stderr)

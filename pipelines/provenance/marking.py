@@ -35,16 +35,16 @@ def _sign_quietly(path: Path, **claims) -> bool:
 
 
 def save_png(image, path: str | Path, *, model: str, engine: str, provenance: bool = True, pnginfo=None,
-             parameters: dict[str, Any] | None = None):
+             parameters: dict[str, Any] | None = None) -> str | None:
     """Save ``image`` (PIL) as a PNG at ``path``: watermarked and signed when ``provenance``.
-    Returns (the image as saved, output id): show the returned image, so that what users copy from the
-    screen carries the mark too; the id is None when provenance is off."""
+    Returns the output id (None when provenance is off). ``image`` itself is not changed: the
+    model's exact pixels stay reproducible from a seed; show users the saved file."""
     from PIL import Image
 
     path = Path(path)
     if not provenance:
         image.save(path, format="PNG", pnginfo=pnginfo)
-        return image, None
+        return None
     from .image_watermark import embed_watermark
 
     output_id = new_output_id()
@@ -53,7 +53,7 @@ def save_png(image, path: str | Path, *, model: str, engine: str, provenance: bo
         marked.putalpha(image.getchannel("A"))
     marked.save(path, format="PNG", pnginfo=pnginfo)
     _sign_quietly(path, model=model, engine=engine, output_id=output_id, parameters=parameters)
-    return marked, output_id
+    return output_id
 
 
 def video_frame_marker(provenance: bool = True) -> tuple[Callable[[np.ndarray], np.ndarray], str | None]:
