@@ -81,8 +81,16 @@ def as_rgb(image) -> np.ndarray:
 # ---------------------------------------------------------------- embedding
 def watermark_change(rgb: np.ndarray, payload: Payload) -> np.ndarray:
     """The change to the U plane (float32, H x W) that writes ``payload`` into ``rgb``."""
-    import pywt
-    from imwatermark.dwtDctSvd import EmbedDwtDctSvd
+    try:
+        import pywt
+        from imwatermark.dwtDctSvd import EmbedDwtDctSvd
+    except ImportError as exc:
+        from ..core.errors import ModelLoadError
+
+        raise ModelLoadError("The invisible watermark needs invisible-watermark: pip install --no-deps -r "
+                             "requirements-nodeps.txt (or turn provenance off).",
+                             zh="隐形水印需要 invisible-watermark：pip install --no-deps -r requirements-nodeps.txt"
+                                "（或关闭溯源标记）。") from exc
 
     h, w = rgb.shape[:2]
     factor = working_factor(h, w)
