@@ -18,6 +18,9 @@ The detector resamples to 16 kHz, tries 24 sample offsets (MP3 encoders shift au
 samples) and the 8 message starts, soft-combines every repetition, and accepts a read only when the
 studio mark and the CRC match.
 
+Long recordings are marked in stretches of 0.96 s (with context either side), so memory stays flat.
+Detection reads the first minute (plenty: the message repeats every 0.8 s).
+
 What it does not: survive pitch shifting, time stretching, or heavy noise; mark a clip shorter than
 about a second reliably (one message is 0.8 s of voiced speech).
 """
@@ -38,6 +41,7 @@ CELL_BINS = 3  # bins per cell: a smooth gain surface, which overlap-add keeps (
 CELLS = BAND_BINS // CELL_BINS
 GROUPS_PER_MESSAGE = BITS // BANDS
 STEP = 1.5  # QIM step of a tile's log energy ratio (natural log): changes of at most +-0.75, ~+-1.6 dB a side
+DETECT_SECONDS = 60.0  # read at most this much: the message repeats every 0.8 s
 SILENCE_DB = -45.0  # tiles this far below the loudest carry nothing
 _rng = np.random.default_rng(0x5A17)
 # Each tile's cells are split into side A (+1) and side B (-1), keyed; and a keyed dither per tile.
@@ -91,21 +95,21 @@ def _ratios(spec: np.ndarray, first_group: int = 0) -> tuple[np.ndarray, np.ndar
     return np.log(energy_a / energy_b), level
 
 
-def embed_audio_watermark(audio: np.ndarray, rate: int, payload: Payload) -> np.ndarray:
-    """``audio`` (mono float) with ``payload`` written into it; same length and rate."""
-    audio = np.asarray(audio, np.float64).reshape(-1)
-    x = _resample(audio, rate, RATE)
+def watermark_span(piece: np.ndarray, rate: int, payload: Payload, first_group: int = 0) -> np.ndarray:
+    """The change (float64, same length) that writes ``payload`` into ``piece``, a stretch of mono audio
+    that starts ``first_group`` tiles (of 96 ms) after the start of the whole recording."""
+    x = _resample(np.asarray(piece, np.float64).reshape(-1), rate, RATE)
     spec = _stft(x)
     groups = spec.shape[0] // GROUP
     if groups == 0:
-        return audio.astype(np.float32)
-    tiles = np.arange(groups) % GROUPS_PER_MESSAGE
+        return np.zeros(len(piece))
+    tiles = (np.arange(groups) + first_group) % GROUPS_PER_MESSAGE
     bits = payload.to_bits()[_TILE_BIT][tiles].astype(np.float64)  # (groups, BANDS)
     offset = (_DITHER[tiles] + bits / 2) * STEP  # each tile's lattice: STEP * (integer + dither + bit/2)
     sides = _SIDES[tiles]
-    marked, y = spec.copy(), x
+    marked, y = spec, x
     for _ in range(3):  # later passes correct what overlap-add blurred
-        ratio, level = _ratios(_stft(y))
+        ratio, level = _ratios(_stft(y), first_group)
         target = offset + STEP * np.round((ratio - offset) / STEP)  # the nearest point of the bit's lattice
         change = np.where(level < SILENCE_DB, 0.0, target - ratio)
         # energy ratio moves by `change`: side A's amplitude up by change/4 (log), side B's down by as much
@@ -115,8 +119,36 @@ def embed_audio_watermark(audio: np.ndarray, rate: int, payload: Payload) -> np.
             groups * GROUP, -1)
         y = _istft(marked, len(x))
     change = _resample(y - x, RATE, rate)
-    change = np.pad(change, (0, max(0, len(audio) - len(change))))[:len(audio)]
-    return np.clip(audio + change, -1.0, 1.0).astype(np.float32)
+    return np.pad(change, (0, max(0, len(piece) - len(change))))[:len(piece)]
+
+
+# Long recordings are marked in stretches, so memory stays flat (5,000 characters of speech is minutes):
+# stretches of 10 tiles (0.96 s) read with 5 tiles (0.48 s) of context on each side, so their edges
+# are marked like the middle. Both are whole numbers of samples at every usual rate (8 to 48 kHz).
+SPAN_GROUPS, CONTEXT_GROUPS = 10, 5
+
+
+def span_plan(samples: int, rate: int) -> list[tuple[int, int, int, int, int]]:
+    """(start, end, read_from, read_to, first_group) for each stretch of a ``samples``-long recording."""
+    if (CONTEXT_GROUPS * GROUP * HOP * rate) % RATE:  # (a span is a whole number of contexts)
+        return [(0, samples, 0, samples, 0)]  # an unusual rate: all at once
+    context = CONTEXT_GROUPS * GROUP * HOP * rate // RATE
+    span, plan = context * SPAN_GROUPS // CONTEXT_GROUPS, []
+    for start in range(0, samples, span):
+        read_from = max(0, start - context)
+        plan.append((start, min(samples, start + span), read_from, min(samples, start + span + context),
+                     read_from // int(context) * CONTEXT_GROUPS))
+    return plan
+
+
+def embed_audio_watermark(audio: np.ndarray, rate: int, payload: Payload) -> np.ndarray:
+    """``audio`` (mono float) with ``payload`` written into it; same length and rate."""
+    audio = np.asarray(audio, np.float32).reshape(-1)
+    out = audio.copy()
+    for start, end, read_from, read_to, first_group in span_plan(len(audio), rate):
+        change = watermark_span(audio[read_from:read_to], rate, payload, first_group)
+        out[start:end] = np.clip(audio[start:end] + change[start - read_from:end - read_from], -1.0, 1.0)
+    return out
 
 
 @dataclass
@@ -128,7 +160,8 @@ class AudioDetection:
 
 def detect_audio_watermark(audio: np.ndarray, rate: int) -> AudioDetection:
     """Look for our watermark in mono ``audio`` (possibly MP3-coded, shifted by an encoder delay)."""
-    x = _resample(np.asarray(audio, np.float64).reshape(-1), rate, RATE)
+    audio = np.asarray(audio).reshape(-1)[:int(DETECT_SECONDS * rate)]
+    x = _resample(audio.astype(np.float64), rate, RATE)
     reads = []  # (strength, votes) for each alignment tried
     for shift in range(0, GROUP * HOP, 64):
         spec = _stft(x[shift:])

@@ -42,6 +42,8 @@ BLOCK = 4  # low-band block side (= 8 working pixels)
 TILE = 8  # blocks per tile side: 64 cells = the 64 payload bits once
 GRID = 2 * BLOCK  # pixel period of the block grid at working scale
 MIN_SIDE_FOR_HALF_SCALE = 256
+MAX_READ_SIDE = 768  # working pixels read per scale (12 x 12 tiles, each with the whole payload)
+FIT_SIDE = 264  # working pixels used to find the grid's phase (33 x 33 blocks)
 # RGB change for a U change that keeps Y and V (BT.601 YUV, as OpenCV's BGR2YUV)
 U_TO_RGB = np.array([0.0, -0.39465, 2.03211], np.float32)
 _CELL_BIT = np.random.default_rng(0xA16C).permutation(BITS).reshape(TILE, TILE)
@@ -187,6 +189,14 @@ def _reads_at_phase(soft: np.ndarray):
             yield bits, float(np.mean(np.abs(bits) / np.maximum(n, 1)))
 
 
+def _central(plane: np.ndarray, side: int) -> np.ndarray:
+    """At most ``side`` x ``side`` from the middle: every tile holds the whole payload, so a big photo
+    needs no more than this, and reading time stays bounded."""
+    h, w = plane.shape
+    y, x = max(0, (h - side) // 2) // GRID * GRID, max(0, (w - side) // 2) // GRID * GRID  # keeps the grid's phase
+    return plane[y:y + side, x:x + side]
+
+
 def detect_watermark(image, *, phases_to_try: int = 3) -> ImageDetection:
     """Look for our watermark in ``image`` (PIL or array, any size, possibly cropped/resized/re-encoded)."""
     rgb = as_rgb(image)
@@ -196,8 +206,10 @@ def detect_watermark(image, *, phases_to_try: int = 3) -> ImageDetection:
         scales.append(2.0)  # a small output halved again
     best = ImageDetection(False)
     for scale in scales:
-        u = _u_plane(_resize(rgb, scale))
-        fits = sorted(((_block_reads(u, dy, dx)[1], dy, dx) for dy in range(GRID) for dx in range(GRID)), reverse=True)
+        u = _central(_u_plane(_resize(rgb, scale)), MAX_READ_SIDE)
+        probe = _central(u, FIT_SIDE)  # the grid's phase is the same everywhere: find it on a smaller piece
+        fits = sorted(((_block_reads(probe, dy, dx)[1], dy, dx) for dy in range(GRID) for dx in range(GRID)),
+                      reverse=True)
         for _fit, dy, dx in fits[:phases_to_try]:
             soft, _ = _block_reads(u, dy, dx)
             if soft.size == 0:

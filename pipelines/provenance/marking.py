@@ -76,21 +76,39 @@ def sign_output(path: str | Path, *, model: str, engine: str, output_id: str | N
                          parameters=parameters)
 
 
-def mark_audio_file(path: str | Path, *, model: str, engine: str, parameters: dict[str, Any] | None = None,
-                    provenance: bool = True) -> str | None:
-    """Watermark the speech in a WAV/MP3 file in place and sign it; returns the output id."""
+def watermark_audio_file(path: str | Path, payload: Payload) -> None:
+    """Write ``payload`` into the speech of a WAV/MP3 file in place, stretch by stretch, so memory stays
+    flat however long the file is."""
+    import os
+
     import soundfile as sf
 
-    from .audio_watermark import embed_audio_watermark
+    from .audio_watermark import span_plan, watermark_span
 
+    path = Path(path)
+    marked = path.with_name(f".{path.stem}.marking{path.suffix}")
+    try:
+        with sf.SoundFile(str(path)) as source:
+            with sf.SoundFile(str(marked), "w", samplerate=source.samplerate, channels=source.channels,
+                              format=source.format, subtype=source.subtype) as target:
+                for start, end, read_from, read_to, first_group in span_plan(source.frames, source.samplerate):
+                    source.seek(read_from)
+                    piece = source.read(read_to - read_from, dtype="float32", always_2d=True)
+                    change = watermark_span(piece.mean(axis=1), source.samplerate, payload, first_group)
+                    keep = slice(start - read_from, end - read_from)
+                    target.write(np.clip(piece[keep] + change[keep, None], -1.0, 1.0).astype(np.float32))
+        os.replace(marked, path)
+    finally:
+        marked.unlink(missing_ok=True)
+
+
+def mark_audio_file(path: str | Path, *, model: str, engine: str, parameters: dict[str, Any] | None = None,
+                    provenance: bool = True) -> str | None:
+    """Watermark the speech in a WAV/MP3 file in place and sign it; returns the output id.
+    (Signing passes the file through c2pa, which holds its audio data once in memory.)"""
     if not provenance:
         return None
-    path = Path(path)
     output_id = new_output_id()
-    info = sf.info(str(path))
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    marked = embed_audio_watermark(audio.mean(axis=1), rate, Payload(output_id))
-    out = np.repeat(marked[:, None], audio.shape[1], axis=1)
-    sf.write(str(path), out, rate, format=info.format, subtype=info.subtype)
-    _sign_quietly(path, model=model, engine=engine, output_id=output_id, parameters=parameters)
+    watermark_audio_file(path, Payload(output_id))
+    _sign_quietly(Path(path), model=model, engine=engine, output_id=output_id, parameters=parameters)
     return output_id
