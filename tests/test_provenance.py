@@ -217,7 +217,7 @@ def test_watermark_payload_needs_mark_and_crc():
 
 def test_small_and_odd_images_round_trip():
     rng = np.random.default_rng(1)
-    for shape in ((64, 64, 3), (96, 150, 3), (300, 200, 3)):
+    for shape in ((64, 64, 3), (96, 150, 3), (300, 200, 3), (301, 257, 3)):
         image = rng.integers(0, 256, shape).astype(np.uint8)
         image = np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), Image.BOX))
         found = detect_watermark(embed_watermark(image, Payload("00c0ffee")))

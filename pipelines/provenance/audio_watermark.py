@@ -1,22 +1,29 @@
-"""Invisible watermark for speech: improved spread spectrum (ISS) in the short-time spectrum, our own code.
+"""Invisible watermark for speech: quantisation index modulation (QIM) of spectral energy ratios, our own code.
 
 Why not a library: the audio watermarkers on PyPI either need weights from a model hub (AudioSeal,
 WavMark, SilentCipher) or carry a single "watermarked" bit and pull in torch + librosa (Perth's
-implicit watermarker); we need a 64-bit payload, offline. Spread spectrum is the textbook method
-(Cox et al. 1997) and the improved variant (Malvar & Florencio, IEEE TSP 2003) removes most of the
-interference of the speech itself, which is what makes short clips readable after MP3 coding.
+implicit watermarker); we need a 64-bit payload, offline.
+
+Why QIM rather than plain spread spectrum: we built spread spectrum first (keyed +-1 chips on the
+log-spectrum, Cox et al. 1997, with Malvar & Florencio's host-interference cancellation, 2003) and
+measured it on Piper and eSpeak speech: the voice's own harmonics correlate with the chips about five
+times more than an inaudible mark does, so it needed +-2-3 dB changes (signal-to-watermark 8-10 dB)
+and still lost bits after MP3. QIM with dither (Chen & Wornell, IEEE Trans. IT 2001) ignores the
+host by construction: the same robustness at ~18-20 dB, and 96-100 % of clips read after MP3 128k.
 
 How: the audio is analysed at 16 kHz (512-sample Hann frames, hop 256). Between 250 Hz and 4 kHz,
-where MP3 at 128 kbit/s keeps the spectrum nearly intact, the log-magnitude of each bin is nudged by
-+-alpha following a keyed +-1 chip pattern: 8 sub-bands x groups of 6 frames, each tile carrying one of
-the 64 payload bits (payload.py), the message repeating every 8 groups (~0.8 s). For each tile the
-embedder measures how much the speech already correlates with the chips and cancels it (ISS), so
-the tile's correlation becomes exactly +-alpha. Only the change is resampled and added to the
-original samples, so the audio keeps its own rate and nothing else in it changes. Silent tiles are left alone.
+where MP3 at 128 kbit/s keeps the spectrum nearly intact, time-frequency tiles of 6 frames x 15 bins
+(8 bands per 96 ms) each carry one of the 64 payload bits (payload.py); the message repeats every
+8 tiles in time (~0.8 s). Each tile's 3-bin cells are split by a key into two sides (a patchwork);
+the log of the ratio of their energies is moved to the nearest point of the bit's lattice
+(step 1.5, keyed dither), by raising one side and lowering the other by the same small gain. Only
+the change is resampled and added to the original samples, so the audio keeps its own rate. Silent
+tiles are left alone.
 
 The detector resamples to 16 kHz, tries 24 sample offsets (MP3 encoders shift audio by a few hundred
-samples) and the 8 message starts, soft-combines every repetition, and accepts a read only when the
-studio mark and the CRC match.
+samples) and the 8 message starts, soft-combines every repetition (quiet tiles, which MP3 disturbs
+most, count less), and accepts a read only when the studio mark and the CRC match; when none does,
+the 8 best-aligned reads may have up to 2 of their 12 weakest bits flipped (still CRC-checked).
 
 Long recordings are marked in stretches of 0.96 s (with context either side), so memory stays flat.
 Detection reads the first minute (plenty: the message repeats every 0.8 s).

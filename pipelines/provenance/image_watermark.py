@@ -109,7 +109,11 @@ def watermark_change(rgb: np.ndarray, payload: Payload) -> np.ndarray:
                 bit = int(bits[_CELL_BIT[i % TILE, j % TILE]])
                 block[...] = embed.diffuse_dct_svd(block, bit, STEP)
         change[:hh, :ww] = pywt.idwt2((low, details), "haar") - u[:hh, :ww]
-    return _resize(change, 1.0 / factor)[:h, :w] if factor != 1.0 else change
+    if factor == 1.0:
+        return change
+    import cv2
+
+    return cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)  # exactly the image's size, odd sides too
 
 
 class ChangeApplier:

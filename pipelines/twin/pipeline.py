@@ -179,13 +179,14 @@ class _Voice:
     language: str = ""
 
 
-def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None) -> _Voice:
+def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None,
+           provenance: bool = True) -> _Voice:
     try:
         from ..voice.synthesis import synthesize_speech
     except ImportError as exc:
         raise ModelLoadError("Voice synthesis is not installed in this build; give a voice recording instead.",
                              zh="此版本未安装语音合成；请改用一段录音。") from exc
-    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop)
+    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, provenance=provenance)
     return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate),
                   list(speech.timings or []), str(speech.voice), str(getattr(speech, "language", "")))
 
@@ -244,7 +245,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     report(on_progress, 0.05, "face")
 
     # 3. The voice: the recording drives the video when there is one, else the script is spoken
-    spoken = _recording(audio) if audio else _speak(script.strip(), voice, runtime, stop)
+    spoken = _recording(audio) if audio else _speak(script.strip(), voice, runtime, stop, provenance)
     seconds = len(spoken.audio) / spoken.sample_rate
     if seconds < 0.2:
         raise UserError("The audio is empty or shorter than 0.2 s.", zh="音频为空或短于 0.2 秒。")
