@@ -54,8 +54,9 @@ def _sample(name: str) -> np.ndarray | None:
         image = np.asarray(getattr(data, name)())
     except Exception:  # noqa: BLE001 - a sample that needs a download: skip it
         return None
-    if image.dtype != np.uint8:
-        image = (255 * (image.astype(float) - image.min()) / max(float(np.ptp(image)), 1e-9)).astype(np.uint8)
+    if image.dtype != np.uint8:  # float, bool or 16-bit samples: stretch to 0..255
+        image = image.astype(np.float64)
+        image = (255 * (image - image.min()) / max(float(image.max() - image.min()), 1e-9)).astype(np.uint8)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3])
