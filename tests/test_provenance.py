@@ -224,6 +224,21 @@ def test_small_and_odd_images_round_trip():
         assert found.found and found.payload == Payload("00c0ffee"), shape
 
 
+def test_batched_embedding_is_the_library_rule():
+    from pipelines.provenance import image_watermark as iw
+
+    rng = np.random.default_rng(2)
+    image = np.asarray(Image.open(PHOTO).convert("RGB").resize((320, 256)))
+    assert np.allclose(iw.watermark_change(image, Payload("5eed5eed")),
+                       iw.watermark_change(image, Payload("5eed5eed"), batched=True), atol=1e-3)
+    low = rng.normal(300, 60, (32, 48))
+    a, b = low.copy(), low.copy()
+    bits = Payload("abcdef01").to_bits()
+    iw._library_blocks(a, bits)
+    iw._batched_blocks(b, bits)
+    assert np.allclose(a, b, atol=1e-6) and not np.allclose(a, low)
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda p: p.write_text("just some notes, not a picture\n"), ("not an image, video or audio", "不是图片")),
     (lambda p: p.write_bytes(b""), ("empty", "空文件")),
