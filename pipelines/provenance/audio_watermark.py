@@ -34,6 +34,7 @@ about a second reliably (one message is 0.8 s of voiced speech).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -58,13 +59,29 @@ _DITHER = _rng.random((GROUPS_PER_MESSAGE, BANDS))
 _TILE_BIT = _rng.permutation(BITS).reshape(GROUPS_PER_MESSAGE, BANDS)
 
 
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    from scipy.signal import resample_poly
+@lru_cache(maxsize=8)
+def _polyphase_filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """The anti-aliasing filter scipy's resample_poly designs (Kaiser, beta 5), made once per rate pair:
+    designing it for every stretch took longer than the resampling."""
+    from scipy.signal import firwin
 
+    wider = max(up, down)
+    half = 10 * wider
+    return firwin(2 * half + 1, 1.0 / wider, window=("kaiser", 5.0)) * up, half
+
+
+def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    from scipy.signal import upfirdn
+
+    audio = np.asarray(audio, np.float64)
     if rate == target:
-        return audio.astype(np.float64)
+        return audio
     g = np.gcd(int(rate), int(target))
-    return resample_poly(audio.astype(np.float64), target // g, rate // g)
+    up, down = target // g, rate // g
+    taps, half = _polyphase_filter(up, down)
+    out = upfirdn(taps, audio, up, down)
+    start = half // down  # the filter's delay, in output samples
+    return out[start:start + -(-len(audio) * up // down)]
 
 
 def _stft(x: np.ndarray) -> np.ndarray:
@@ -77,14 +94,17 @@ def _stft(x: np.ndarray) -> np.ndarray:
 
 
 def _istft(spec: np.ndarray, length: int) -> np.ndarray:
-    """Overlap-add inverse of _stft (Hann analysis and synthesis, normalised by the window sum)."""
+    """Overlap-add inverse of _stft (Hann analysis and synthesis, normalised by the window sum); with
+    hop = half a frame, each output sample gets the halves of two neighbouring frames."""
     window = np.hanning(FRAME + 1)[:-1]
     frames = np.fft.irfft(spec, n=FRAME, axis=1) * window
-    out, norm = np.zeros(length), np.zeros(length)
-    for i, frame in enumerate(frames):
-        out[i * HOP:i * HOP + FRAME] += frame
-        norm[i * HOP:i * HOP + FRAME] += window ** 2
-    return out / np.maximum(norm, 1e-3)
+    n = frames.shape[0]
+    out, norm = np.zeros(max(length, (n + 1) * HOP)), np.zeros(max(length, (n + 1) * HOP))
+    out[:n * HOP] += frames[:, :HOP].reshape(-1)
+    out[HOP:(n + 1) * HOP] += frames[:, HOP:].reshape(-1)
+    norm[:n * HOP] += np.tile(window[:HOP] ** 2, n)
+    norm[HOP:(n + 1) * HOP] += np.tile(window[HOP:] ** 2, n)
+    return (out / np.maximum(norm, 1e-3))[:length]
 
 
 def _ratios(spec: np.ndarray, first_group: int = 0) -> tuple[np.ndarray, np.ndarray]:
