@@ -15,7 +15,7 @@ from pipelines.core.cache import ModelCache
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
-from . import batch_tab, face_tab, image_tab, models_tab, text_tab, twin_tab, voice_tab
+from . import batch_tab, face_tab, image_tab, models_tab, provenance_tab, text_tab, twin_tab, voice_tab
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
 from .language import PageLanguageMiddleware
@@ -28,6 +28,7 @@ TABS = (
     ("voice", "tab.voice", voice_tab),
     ("twin", "tab.twin", twin_tab),
     ("batch", "tab.batch", batch_tab),
+    ("provenance", "tab.provenance", provenance_tab),
     ("models", "tab.models", models_tab),
 )
 
