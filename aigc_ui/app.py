@@ -15,7 +15,7 @@ from pipelines.core.cache import ModelCache
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
-from . import batch_tab, face_tab, image_tab, models_tab, provenance_tab, text_tab, twin_tab, voice_tab
+from . import batch_tab, chat_tab, face_tab, image_tab, models_tab, provenance_tab, text_tab, twin_tab, voice_tab
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
 from .language import PageLanguageMiddleware
@@ -27,6 +27,7 @@ TABS = (
     ("image", "tab.image", image_tab),
     ("voice", "tab.voice", voice_tab),
     ("twin", "tab.twin", twin_tab),
+    ("chat", "tab.chat", chat_tab),
     ("batch", "tab.batch", batch_tab),
     ("provenance", "tab.provenance", provenance_tab),
     ("models", "tab.models", models_tab),
@@ -86,6 +87,11 @@ def _wire_cross_tab(handles: dict[str, TabHandles], tabs: gr.Tabs) -> None:
             if button is not None and source is not None and target is not None:
                 button.click(functools.partial(send_to_twin, step=WIZARD_STEPS[kind]), source,
                              [target, tabs, twin.wizard], api_visibility="private")
+        # "Use the twin wizard's photo, voice and persona" (Talk to my twin)
+        wizard = [twin.photo_target, twin.voice_target, twin.persona_target]
+        if h.wizard_choices_button is not None and None not in wizard:
+            h.wizard_choices_button.click(chat_tab.pass_wizard_choices, wizard, h.wizard_choices_targets,
+                                          api_visibility="private")
 
 
 def launch_kwargs(config: AppConfig) -> dict:

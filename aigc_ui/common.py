@@ -102,7 +102,11 @@ class TabHandles:
     photo_target: gr.components.Component | None = None  # twin wizard inputs
     audio_target: gr.components.Component | None = None
     script_target: gr.components.Component | None = None
+    voice_target: gr.components.Component | None = None  # the twin wizard's voice and persona
+    persona_target: gr.components.Component | None = None
     wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
+    wizard_choices_button: gr.Button | None = None  # "use the wizard's photo, voice and persona" (chat tab)
+    wizard_choices_targets: list | None = None  # where those three go: [photo, voice, persona]
     # (handler, outputs) or (handler, inputs, outputs): run when the tab is selected (lists that may have
     # changed) / when the page loads (defaults in the user's language: a script language, a persona...)
     on_open: tuple | None = None
@@ -214,13 +218,17 @@ def bind(handler: Callable, ctx: "StudioContext") -> Callable:
     """``handler(ctx, ...)`` as an event function: ``ctx`` filled in, every other parameter unchanged.
 
     Like ``functools.partial(handler, ctx)``, but Gradio still sees the parameters' type hints, which
-    is how it knows to pass ``request: gr.Request`` (a partial hides them), and a generator handler
-    stays a generator function (so its results stream).
+    is how it knows to pass ``request: gr.Request`` (a partial hides them), a generator handler
+    stays a generator function (so its results stream) and an async one stays async.
     """
     if inspect.isgeneratorfunction(handler):
         @functools.wraps(handler)
         def bound(*args, **kwargs):
             yield from handler(ctx, *args, **kwargs)
+    elif inspect.iscoroutinefunction(handler):  # runs on the event loop: no thread hop
+        @functools.wraps(handler)
+        async def bound(*args, **kwargs):
+            return await handler(ctx, *args, **kwargs)
     else:
         @functools.wraps(handler)
         def bound(*args, **kwargs):

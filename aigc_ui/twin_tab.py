@@ -608,5 +608,6 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     refresh.click(bind(list_history, ctx), None, history, **private)
 
     return TabHandles(photo_target=photo, audio_target=recording, script_target=script, wizard=steps,
+                      voice_target=voice, persona_target=persona,
                       on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]),
                       on_load=(bind(on_load, ctx), [language, persona, topic]))

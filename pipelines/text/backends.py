@@ -96,8 +96,8 @@ class LlamaCppLLM:
         # The template adds a few tokens per message (role markers); 8 is generous for common templates.
         return sum(self.count_tokens(m["content"]) + 8 for m in prompt) + 8
 
-    def stream(self, prompt: Prompt, sampling: Sampling,
-               stop: StopToken | None = None) -> Iterator[tuple[str, int]]:
+    def stream(self, prompt: Prompt, sampling: Sampling, stop: StopToken | None = None,
+               keep_cache: bool = False) -> Iterator[tuple[str, int]]:
         kwargs = dict(max_tokens=sampling.max_new_tokens, temperature=max(0.0, sampling.temperature),
                       top_p=sampling.top_p, top_k=sampling.top_k, repeat_penalty=sampling.repetition_penalty,
                       seed=sampling.seed, stream=True)
@@ -105,8 +105,10 @@ class LlamaCppLLM:
             kwargs["logits_processor"] = self._no_repeat_processor(sampling.no_repeat_ngram_size)
         with self.lock:
             # Start from an empty KV cache: reusing a cached prompt prefix changes the logits slightly,
-            # and then the same seed would not give the same text.
-            self.llm.reset()
+            # and then the same seed would not give the same text. A conversation asks to keep it
+            # (``keep_cache``): each turn's prompt starts with the last one, so only the new words are read.
+            if not keep_cache:
+                self.llm.reset()
             if isinstance(prompt, str):
                 chunks = self.llm.create_completion(prompt, **kwargs)
             else:
@@ -188,7 +190,9 @@ class TransformersLLM:
         return int(self._encode(prompt)[0].shape[-1])
 
     def stream(self, prompt: Prompt, sampling: Sampling,
-               stop: StopToken | None = None) -> Iterator[tuple[str, int]]:
+               stop: StopToken | None = None,
+               keep_cache: bool = False) -> Iterator[tuple[str, int]]:
+        # keep_cache: no prompt cache is kept between calls here; every call reads its whole prompt
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 

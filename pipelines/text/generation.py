@@ -10,7 +10,7 @@ What it does:
   or 4 characters/s in Chinese.
 
 What it does not: download from the hub when it cannot be reached (it says how to put the model in
-models/text/), keep chat history, or know about the UI.
+models/text/), keep chat history (a caller passes the earlier turns as ``history``), or know about the UI.
 
     python -m pipelines.text_generation --prompt "What is the capital of France?" --seed 1
 """
@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from ..core.catalog import ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, UserError
@@ -201,9 +201,12 @@ class TextStream:
 
     def __init__(self, *, prompt: str, system: str | None, spec: ModelSpec, sampling: Sampling,
                  num_return_sequences: int, chat: bool | None, runtime: Runtime, stop: StopToken | None,
-                 on_progress: ProgressFn | None, notices: list[Notice]):
+                 on_progress: ProgressFn | None, notices: list[Notice],
+                 history: Sequence[tuple[str, str]] = (), keep_prompt_cache: bool = False):
         self.spec, self.sampling, self.runtime = spec, sampling, runtime
         self._user_prompt, self._system, self._chat = prompt, system, chat
+        self._history = [(str(u), str(a)) for u, a in history]
+        self._keep_prompt_cache = keep_prompt_cache
         self._count, self._stop, self._on_progress = num_return_sequences, stop, on_progress
         self.notices = notices
         self.texts: list[str] = []
@@ -240,7 +243,7 @@ class TextStream:
                 self.texts.append("")
                 step = Sampling(**{**sampling.__dict__, "seed": sampling.seed + index})
                 made = 0
-                for piece, tokens in llm.stream(self.prompt, step, self._stop):
+                for piece, tokens in llm.stream(self.prompt, step, self._stop, keep_cache=self._keep_prompt_cache):
                     made += tokens
                     self.new_tokens += tokens
                     report(self._on_progress, (index + min(1.0, made / step.max_new_tokens)) / self._count,
@@ -266,13 +269,19 @@ class TextStream:
         system = self._system or (self.spec.options.get("system") if chat else None)  # the model's default
 
         def build(user: str) -> Prompt:
-            if not chat:
-                return user if not system else f"{system.strip()}\n\n{user}"
+            if not chat:  # a base model continues a transcript
+                earlier = "".join(f"User: {u}\nAssistant: {a}\n" for u, a in self._history)
+                text = f"{earlier}User: {user}\nAssistant:" if self._history else user
+                return text if not system else f"{system.strip()}\n\n{text}"
             messages = [{"role": "system", "content": system}] if system else []
+            for asked, answered in self._history:
+                messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
             return messages + [{"role": "user", "content": user}]
 
         user = self._user_prompt
         room = context - sampling.max_new_tokens
+        while self._history and llm.prompt_tokens(build(user)) > room:
+            self._history.pop(0)  # the oldest turns go first: the question itself matters most
         excess = llm.prompt_tokens(build(user)) - room
         if excess > 0:
             keep = llm.count_tokens(user) - excess - 4  # a little slack: token boundaries shift when cut
@@ -306,13 +315,18 @@ def stream_text(prompt: str, *, model: str | None = None, system: str | None = N
                 max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.9, top_k: int = 40,
                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
                 seed: int = -1, chat: bool | None = None, runtime: Runtime | None = None,
-                stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> TextStream:
+                stop: StopToken | None = None, on_progress: ProgressFn | None = None,
+                history: Sequence[tuple[str, str]] = (), keep_prompt_cache: bool = False) -> TextStream:
     """Check the request and return a ``TextStream``: iterate it for ``TextPiece``s as tokens come.
 
     ``model``: a catalog name, hub id, .gguf path or model folder (None: the best offline one).
     ``system``: instructions for chat models (prepended to the prompt for base models).
     ``temperature`` 0 = greedy. ``seed`` -1 = random; the seed used is in the result.
     ``chat``: None = chat template when the model has one; False = plain continuation.
+    ``history``: earlier (question, answer) turns of a conversation, oldest first; the oldest are
+    dropped when they do not fit the model's context. ``keep_prompt_cache``: reuse what the model read last
+    time where this prompt starts the same (a conversation: only the new turn is read; llama.cpp only);
+    the same seed may then give slightly different text.
     """
     runtime = runtime or Runtime.default()
     # 1. Check inputs (cheap, before any model loads).
@@ -337,7 +351,8 @@ def stream_text(prompt: str, *, model: str | None = None, system: str | None = N
                               "温度为 0 时总是选择最可能的词：每条文本都会相同。"))
     return TextStream(prompt=prompt, system=(system or "").strip() or None, spec=spec, sampling=sampling,
                       num_return_sequences=int(num_return_sequences), chat=chat, runtime=runtime, stop=stop,
-                      on_progress=on_progress, notices=notices)
+                      on_progress=on_progress, notices=notices, history=history,
+                      keep_prompt_cache=keep_prompt_cache)
 
 
 def generate_text(prompt: str, *, model: str | None = None, system: str | None = None, max_new_tokens: int = 256,

@@ -388,17 +388,30 @@ class Performance:
 
 
 def performance(audio: np.ndarray, sample_rate: int, n_frames: int, fps: float, timings: Sequence = (), *,
-                expression: float = 1.0, still: bool = False, seed: int = 0) -> Performance:
-    """The whole performance for one clip: the mouth from the speech, the rest seeded (a seed repeats it)."""
-    rng = np.random.default_rng(seed)
+                expression: float = 1.0, still: bool = False, seed: int = 0,
+                start_frame: int | None = None) -> Performance:
+    """The whole performance for one clip: the mouth from the speech, the rest seeded (a seed repeats it).
+
+    ``start_frame``: the clip is frames start_frame.. of a longer timeline (a live conversation's
+    clips, one after another): blinks, eye movements and head motion then continue across clips
+    (each track from its own generator over the whole timeline, so a clip's length changes nothing)."""
     mouth, loud = mouth_track(audio, sample_rate, n_frames, fps, timings)
     gain = float(np.clip(expression, 0.0, 2.0))
     if still:
         zeros = np.zeros(n_frames, np.float32)
         return Performance(mouth, loud, zeros, np.zeros((n_frames, 2), np.float32),
                            np.zeros((n_frames, 5), np.float32), zeros, gain)
-    blinks = blink_track(n_frames, fps, rng)
-    gaze = gaze_track(n_frames, fps, rng)
-    head = head_motion_track(n_frames, fps, rng, loud) * (0.5 + 0.5 * min(gain, 1.6))
+    if start_frame is None:
+        rng = np.random.default_rng(seed)
+        blinks = blink_track(n_frames, fps, rng)
+        gaze = gaze_track(n_frames, fps, rng)
+        head = head_motion_track(n_frames, fps, rng, loud)
+    else:
+        first, end = int(start_frame), int(start_frame) + n_frames
+        timeline_loud = np.concatenate([np.zeros(first, np.float32), loud])  # nods follow this clip's speech
+        blinks = blink_track(end, fps, np.random.default_rng([seed, 1]))[first:]
+        gaze = gaze_track(end, fps, np.random.default_rng([seed, 2]))[first:]
+        head = head_motion_track(end, fps, np.random.default_rng([seed, 3]), timeline_loud)[first:]
+    head = head * (0.5 + 0.5 * min(gain, 1.6))
     brows = brow_track(loud, fps) * min(gain, 2.0)
     return Performance(mouth, loud, blinks, gaze, head, brows, gain)

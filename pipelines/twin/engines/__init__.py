@@ -30,6 +30,11 @@ class AnimationOptions:
     expression: float = 1.0  # 0 = lips barely move, 1 = natural, 2 = exaggerated
     still: bool = False  # True: only the mouth moves (no head motion, breathing or blinks)
     seed: int = 0
+    # None: the clip stands alone (today's behaviour). An int: the clip is frames [start_frame,
+    # start_frame + n_frames) of a longer timeline (a live conversation rendered clip by clip), and
+    # blinks, head motion and breathing depend only on the seed and the frame's place on that
+    # timeline, so consecutive clips join without a jump.
+    start_frame: int | None = None
 
 
 @dataclass

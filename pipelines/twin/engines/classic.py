@@ -4,10 +4,14 @@ The speech (phoneme timings and loudness) becomes mouth poses (``pipelines.twin.
 eye movements, brow lifts and a 2.5D head turn with nods are seeded, so a seed repeats a video. The
 renderer (``pipelines.twin.render``) prepares the photo once (depth, person mask, textures, spline
 matrices) and then makes each frame with one warp of the face region and a painted mouth interior.
-Frames are yielded one at a time; nothing holds the whole clip.
+Frames are yielded one at a time; nothing holds the whole clip. A clip can also be one piece of a
+longer timeline (``AnimationOptions.start_frame``: a live conversation), and then the photo's rig is
+built once and reused.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
@@ -100,8 +104,12 @@ class ClassicEngine(TalkingHeadEngine):
     name = "classic"
     size_bytes = 1  # no weights of its own
 
+    KEPT_RIGS = 6  # photos whose rig is kept for reuse (one per live conversation)
+
     def __init__(self, runtime=None):
         self.runtime = runtime  # for the MediaPipe graphs the renderer loads (depth, person mask)
+        self._rigs: OrderedDict[tuple, tuple[np.ndarray, object, FaceRig]] = OrderedDict()
+        self._rigs_lock = threading.Lock()
 
     def animate(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[np.ndarray]:
         for posed in self.animate_posed(job, stop=stop):
@@ -114,12 +122,32 @@ class ClassicEngine(TalkingHeadEngine):
         whatever the caller does with this one (encoding it, mostly); at most two are held.
         """
         opts = job.options
-        rig = FaceRig(job.image, job.face, self.runtime, seed=opts.seed, still=opts.still)
+        if opts.start_frame is None:  # a clip of its own
+            rig = FaceRig(job.image, job.face, self.runtime, seed=opts.seed, still=opts.still)
+        else:  # one of many short clips of one photo (a live conversation): its rig is reused
+            rig = self._rig_for(job.image, job.face, opts.seed, opts.still)
         perf = performance(job.audio, job.sample_rate, job.n_frames, opts.fps, job.timings,
-                           expression=opts.expression, still=opts.still, seed=opts.seed)
+                           expression=opts.expression, still=opts.still, seed=opts.seed,
+                           start_frame=opts.start_frame)
         for posed in _ahead(rig.render_posed(pose) for pose in frame_poses(perf, rig.rest_gap)):
             check_stop(stop)
             yield posed
+
+    def _rig_for(self, image: np.ndarray, face, seed: int, still: bool) -> FaceRig:
+        """The photo's rig, built once and reused while the same image and face objects come back.
+        A few are kept, as sessions share the engine; a rig is tens of MB for a 512 px frame."""
+        key = (id(image), id(face), seed, still)
+        with self._rigs_lock:
+            kept = self._rigs.get(key)
+            if kept is not None and kept[0] is image and kept[1] is face:
+                self._rigs.move_to_end(key)
+                return kept[2]
+        rig = FaceRig(image, face, self.runtime, seed=seed, still=still)
+        with self._rigs_lock:
+            self._rigs[key] = (image, face, rig)  # holding the objects keeps their ids from being reused
+            while len(self._rigs) > self.KEPT_RIGS:
+                self._rigs.popitem(last=False)
+        return rig
 
 
 register_engine("classic", lambda spec, runtime: ClassicEngine(runtime))

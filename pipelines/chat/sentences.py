@@ -1,0 +1,59 @@
+"""Streamed text -> sentences to speak, as soon as each is complete (the voice starts on the first
+sentence while the model is still writing the second).
+
+What it does: splits at sentence ends (. ! ? and Chinese 。！？), lets the very first piece end at a
+comma once it holds a few words (the first sound comes sooner), and drops what should not be read
+aloud (markdown marks, a "Assistant:" prefix). What it does not: fix grammar or translate.
+"""
+from __future__ import annotations
+
+import re
+
+_END = re.compile(r"([.!?]+[\"')\]]*\s+|[。！？；]+)")  # a sentence end and the space after it
+_CLAUSE = re.compile(r"[,;:，：]\s*")
+_MARKUP = re.compile(r"[*_#`~>|]+|\[[^\]]*\]\([^)]*\)")
+_ROLE = re.compile(r"^\s*(assistant|twin|ai)\s*:\s*", re.I)
+
+
+def speakable(text: str) -> str:
+    """The words of ``text`` without markdown marks, role prefixes or extra spaces."""
+    text = _ROLE.sub("", _MARKUP.sub("", text or ""))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class SentenceSplitter:
+    """``feed(piece)`` -> the sentences completed by it; ``flush()`` -> what is left at the end."""
+
+    def __init__(self, first_clause_words: int = 6):
+        self.first_clause_words = first_clause_words
+        self._buffer = ""
+        self._given = 0  # sentences handed out so far
+
+    def feed(self, piece: str) -> list[str]:
+        self._buffer += piece or ""
+        out: list[str] = []
+        while True:
+            match = _END.search(self._buffer)
+            cut = match.end() if match else None
+            if cut is None and self._given == 0:
+                cut = self._first_clause_end()
+            if cut is None:
+                return out
+            sentence, self._buffer = speakable(self._buffer[:cut]), self._buffer[cut:]
+            if sentence and re.search(r"\w", sentence):
+                out.append(sentence)
+                self._given += 1
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = speakable(self._buffer), ""
+        if rest and re.search(r"\w", rest):
+            self._given += 1
+            return [rest]
+        return []
+
+    def _first_clause_end(self) -> int | None:
+        for match in _CLAUSE.finditer(self._buffer):
+            head = self._buffer[: match.start()]
+            if len(head.split()) >= self.first_clause_words or len(re.findall(r"[\u4e00-\u9fff]", head)) >= 8:
+                return match.end()
+        return None
