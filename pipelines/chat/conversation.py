@@ -273,6 +273,7 @@ class Conversation:
         stream_text("Hi", model=self.config.text_model, system=self._system, max_new_tokens=1, runtime=self.runtime,
                     keep_prompt_cache=True).result()
         synthesize_speech("Hello.", voice=self.twin.voice, runtime=self.runtime, save=False)
+        _to_16k(np.zeros(480, np.float32), 48_000)  # imports the resampler (scipy) now, not mid-turn
 
     def thinking(self) -> bool:
         """A question is being answered and none of the answer is on screen yet."""

@@ -299,22 +299,27 @@ class FaceRig:
         return weights
 
 
-_BLAS = None
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, or None when threadpoolctl is not installed.
+
+    Built once, when this module is imported: the scan walks the loaded libraries (``dl_iterate_phdr``)
+    and calls back into Python, so done from a worker thread while another thread imports an extension
+    module (``dlopen`` with the GIL held) the two threads wait on each other for ever."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+_BLAS = _blas_controller()
 
 
 def _one_blas_thread():
     """Small matrix-vector products run fastest on one BLAS thread: OpenBLAS's extra threads only spin
     (and take the core the video encoder needs). A no-op when threadpoolctl is not installed."""
-    global _BLAS
     import contextlib
 
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS = ThreadpoolController()
-        except ImportError:
-            _BLAS = False
     return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
 
 
