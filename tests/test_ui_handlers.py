@@ -231,7 +231,7 @@ def test_profiles_save_load_and_delete(ctx, tmp_path):
 def test_reroll_replaces_only_the_picked_face(ctx):
     from aigc_ui import face_tab
 
-    tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, ZH)
+    tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, True, ZH)
     assert notes.startswith("使用的种子：40 到 42。")
     assert [caption for _, caption in tiles] == ["种子 40", "种子 41", "种子 42"] and picked_seed == 40
     grid, picked, picked_seed = face_tab.pick_face(grid, Select(1))
