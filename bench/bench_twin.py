@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
+from bench.memory import PeakMemory
 from pipelines.core.cache import ModelCache
 from pipelines.core.catalog import Catalog
 from pipelines.core.media import Mp4Writer, load_audio, probe_video, write_wav
@@ -61,27 +60,6 @@ PAUSE_B = "And now I speak again, after the pause."
 
 def new_runtime(root: Path) -> Runtime:
     return Runtime(cache=ModelCache(budget_bytes=4 * 2**30), catalog=Catalog(root / "models"), outputs_dir=root / "out")
-
-
-class PeakMemory:
-    """Highest RSS of this process while the block runs (sampled every 20 ms)."""
-
-    def __enter__(self):
-        self.peak, self._stop = 0, threading.Event()
-        proc = psutil.Process()
-
-        def sample():
-            while not self._stop.is_set():
-                self.peak = max(self.peak, proc.memory_info().rss)
-                time.sleep(0.02)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 # ---------------------------------------------------------------- speech and faces

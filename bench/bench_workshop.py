@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 
+from bench.memory import PeakMemory
 from pipelines.core.cache import ModelCache
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
@@ -38,36 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class PeakMemory:
-    """Highest RSS of this process plus its children (ffmpeg encoders) while the block runs."""
-
-    def __enter__(self):
-        self.peak, self._stop = 0, threading.Event()
-        proc = psutil.Process()
-
-        def total() -> int:
-            rss = proc.memory_info().rss
-            for child in proc.children(recursive=True):
-                try:
-                    rss += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            return rss
-
-        def sample():
-            while not self._stop.is_set():
-                self.peak = max(self.peak, total())
-                time.sleep(0.05)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def call(client, kind: str, i: int):
@@ -144,7 +114,7 @@ def load(url: str) -> dict:
 
     threads = [threading.Thread(target=user, args=u, daemon=True) for u in users]
     started = time.perf_counter()
-    with PeakMemory() as memory:
+    with PeakMemory(children=True, interval_s=0.05) as memory:
         for thread in threads:
             thread.start()
         for thread in threads:
