@@ -124,7 +124,7 @@ def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: 
     language = _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed_value(seed),
-                                      truncation=truncation, save=True, runtime=ctx.runtime, stop=token,
+                                      truncation=truncation, save=True, runtime=ctx.runtime_for(request), stop=token,
                                       on_progress=progress_callback(progress))
     show_notices(result.notices, language)
     text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
@@ -151,7 +151,7 @@ def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Reques
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1,
                                       seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
-                                      save=True, runtime=ctx.runtime, stop=token,
+                                      save=True, runtime=ctx.runtime_for(request), stop=token,
                                       on_progress=progress_callback(progress))
     show_notices([n for n in result.notices if n.level == "warning"], _lang(ctx, request))  # not the same info again
     seeds, paths = list(state["seeds"]), list(state["paths"])
@@ -166,7 +166,8 @@ def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncat
     """A morph from one seed's face to another's: an animated GIF and an MP4."""
     with ctx.jobs.running(request, TAB) as token:
         result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
-                                         frames=frames, truncation=truncation, runtime=ctx.runtime, stop=token,
+                                         frames=frames, truncation=truncation, runtime=ctx.runtime_for(request),
+                                         stop=token,
                                          on_progress=progress_callback(progress))
     return str(result.gif), str(result.mp4) if result.mp4 else None
 

@@ -61,12 +61,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
 
     @friendly_errors
     def do_unload(key, request: gr.Request):
+        ctx.require_host(request)  # unloading slows everyone down: the host's call
         if key:
             ctx.cache.unload(key)
             gr.Info(say("models.unloaded", language_of(request, ctx.config.language), name=key))
         return show_loaded(request)
 
+    @friendly_errors
     def do_unload_all(request: gr.Request):
+        ctx.require_host(request)
         ctx.cache.clear()
         return show_loaded(request)
 

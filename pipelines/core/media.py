@@ -47,6 +47,30 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     return np.frombuffer(proc.stdout, np.float32).copy(), rate
 
 
+def audio_duration(path: str | Path) -> float | None:
+    """Seconds of audio in a file, from its header (nothing is decoded); None when it cannot be told."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        if info.samplerate > 0 and info.frames > 0:
+            return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 - not a format soundfile knows: ask ffmpeg
+        pass
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", proc.stderr)
+    if not found:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     import soundfile as sf
 

@@ -28,6 +28,7 @@ from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
 from ..core.outputs import atomic_path, new_output_path
 from ..core.png_metadata import png_info
+from ..core.seeds import resolve_seed
 
 TASK = "image"
 MIN_SIDE, MAX_SIDE = 64, 2048
@@ -227,8 +228,6 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
                     stop: StopToken | None = None, on_progress: ProgressFn | None = None,
                     on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False) -> ImageResult:
     """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/."""
-    import random
-
     from ..core.runtime import Runtime
 
     runtime = runtime or Runtime.default()
@@ -258,10 +257,9 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     if scheduler != DEFAULT_SCHEDULER and scheduler not in SCHEDULERS:
         raise UserError(f"Unknown scheduler '{scheduler}'. Choose one of: {', '.join(SCHEDULERS)}.",
                         zh=f"未知的采样器“{scheduler}”。可选：{', '.join(SCHEDULERS)}。")
-    seed = int(_finite(seed, "seed", "随机种子"))
-    seed = random.randint(0, 2**31 - 1) if seed < 0 else seed
+    seed = resolve_seed(seed)  # -1 = random; out of range: the same message as every tab
     kind = _source_kind(spec)
-    allow_pickle = allow_pickle or os.environ.get("AIGC_ALLOW_PICKLE", "") in ("1", "true")
+    allow_pickle = allow_pickle or runtime.allow_pickle or os.environ.get("AIGC_ALLOW_PICKLE", "") in ("1", "true")
     if kind == "pickle" and not allow_pickle:
         raise UserError(f"{Path(spec.source).name} is a pickled checkpoint, which can run code when loaded. "
                         "Use a .safetensors file, or allow it explicitly (--allow-pickle / AIGC_ALLOW_PICKLE=1).",

@@ -17,7 +17,6 @@ models/text/), keep chat history, or know about the UI.
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import sys
 import time
@@ -29,6 +28,7 @@ from ..core.catalog import ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, UserError
 from ..core.notices import Notice
 from ..core.jobs import ProgressFn, StopToken, report
+from ..core.seeds import resolve_seed
 from .backends import LlamaCppLLM, Prompt, Sampling, TransformersLLM
 from ..core.runtime import Runtime
 
@@ -326,7 +326,7 @@ def stream_text(prompt: str, *, model: str | None = None, system: str | None = N
             "qwen2.5-0.5b-instruct-gguf (or another Chinese model) placed in models/text/.",
             f"“{spec.name}”只用英文训练，中文效果会很差。中文请使用 qwen2.5-0.5b-instruct-gguf"
             "（或其他中文模型），放入 models/text/ 即可。"))
-    seed = random.randint(0, 2**31 - 1) if seed is None or int(seed) < 0 else int(seed)
+    seed = resolve_seed(seed)  # -1 = random; out of range: the same message as every tab
     sampling = Sampling(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                         top_k=int(top_k), repetition_penalty=float(repetition_penalty),
                         no_repeat_ngram_size=int(no_repeat_ngram_size), seed=seed)
@@ -352,16 +352,16 @@ def generate_text(prompt: str, *, model: str | None = None, system: str | None =
 
 def save_text(result: TextResult, outputs_dir: Path) -> Path:
     """Write the texts to outputs/text/<time>.txt (atomically), with the parameters beside it as JSON."""
-    from ..core.outputs import atomic_path, new_output_path, write_params
+    from ..core.outputs import atomic_path, new_output_path
 
     path = new_output_path(outputs_dir, "text", ".txt")
     body = result.text if len(result.texts) == 1 else "\n\n".join(
         f"--- {i + 1} ---\n{text}" for i, text in enumerate(result.texts))
-    with atomic_path(path) as tmp:
+    params = {**result.params, "seed": result.seed, "stopped": result.stopped,
+              "notices": [n.en for n in result.notices], "new_tokens": result.new_tokens,
+              "seconds": round(result.seconds, 3)}
+    with atomic_path(path, params=params) as tmp:  # the text and its .json appear together
         tmp.write_text(body + "\n", encoding="utf-8")
-    write_params(path, {**result.params, "seed": result.seed, "stopped": result.stopped,
-                        "notices": [n.en for n in result.notices], "new_tokens": result.new_tokens,
-                        "seconds": round(result.seconds, 3)})
     return path
 
 
