@@ -248,20 +248,23 @@ def cancellable(handler: Callable) -> Callable:
         async def stream(*args, **kwargs):
             token = StopToken()
             reset = _job_token.set(token)
-            steps = handler(*args, **kwargs)  # runs nothing yet
+            steps = _Steps(handler(*args, **kwargs))  # runs nothing yet
+            # Gradio may cancel the event while this generator waits between two results (not inside an
+            # await of ours): the end of the event's task is the signal that always comes.
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(lambda _task: steps.finished or steps.abandon(token))
             step = None
             try:
                 while True:
-                    step = _in_worker(_next_or_done, steps)
+                    step = _in_worker(steps.next)
                     item = await asyncio.shield(step)
                     if item is _DONE:
                         return
                     yield item
             except (asyncio.CancelledError, GeneratorExit):
-                token.cancel()
+                steps.abandon(token)
                 await _wind_down(step)
-                with contextlib.suppress(BaseException):
-                    await _wind_down(_in_worker(steps.close))  # the handler's own clean-up runs
                 raise
             finally:
                 with contextlib.suppress(ValueError):  # closed from another context (garbage collection)
@@ -287,11 +290,33 @@ def cancellable(handler: Callable) -> Callable:
 _DONE = object()
 
 
-def _next_or_done(steps):
-    try:
-        return next(steps)
-    except StopIteration:
-        return _DONE
+class _Steps:
+    """A handler's generator, stepped on worker threads one step at a time; ``abandon`` cancels the job and
+    closes the generator (after the step in progress), so its own clean-up runs and nothing is kept."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.lock = threading.Lock()
+        self.finished = False
+
+    def next(self):
+        with self.lock:
+            try:
+                return next(self.generator)
+            except StopIteration:
+                self.finished = True
+                return _DONE
+
+    def abandon(self, token: StopToken) -> None:
+        if self.finished:
+            return
+        token.cancel()
+
+        def close():
+            with self.lock, contextlib.suppress(Exception):
+                self.generator.close()
+
+        _WORKERS.submit(contextvars.copy_context().run, close)
 
 
 def _in_worker(fn: Callable, *args, **kwargs) -> asyncio.Future:

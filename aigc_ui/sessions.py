@@ -15,6 +15,7 @@ cache, under unguessable names). Files sent back as inputs are checked the same 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -253,6 +254,10 @@ class SessionMiddleware:
                 if owner is None or owner not in sessions.file_owners(cookie_header, key):
                     await _forbidden(send)
                     return
+        session_hash = _heartbeat_session(scope.get("path", ""))
+        if session_hash is not None:
+            await _watch_heartbeat(self.app, scope, receive, send, session_hash)
+            return
         if _cookie(cookie_header):
             await self.app(scope, receive, send)
             return
@@ -270,6 +275,44 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_cookie)
+
+
+def _heartbeat_session(path: str) -> str | None:
+    """The session of a browser tab's heartbeat stream (``/gradio_api/heartbeat/SESSION``)."""
+    marker = "/heartbeat/"
+    at = path.find(marker)
+    session = path[at + len(marker):].strip("/") if at >= 0 else ""
+    return session if session and "/" not in session else None
+
+
+async def _watch_heartbeat(app, scope, receive, send, session_hash: str) -> None:
+    """A tab keeps its heartbeat stream open while it lives. Gradio notices a closed stream only when it next
+    writes to it (every 15 s), so watch for the disconnect here: when the tab goes, its jobs are cancelled at
+    once (they stop within a second and keep nothing). Gradio's own unload events still follow."""
+    messages: asyncio.Queue = asyncio.Queue()
+
+    async def watch():
+        while True:
+            message = await receive()
+            await messages.put(message)
+            if message["type"] == "http.disconnect":
+                context = _studio_context(scope.get("app"))
+                if context is not None:
+                    context.jobs.cancel_session(_SessionOnly(session_hash))
+                return
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await app(scope, messages.get, send)
+    finally:
+        watcher.cancel()
+
+
+class _SessionOnly:
+    """What JobRegistry needs of a request: its session."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
 
 
 def _requested_file(path: str) -> str | None:
@@ -290,7 +333,12 @@ async def _forbidden(send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _sessions_of(app) -> Sessions | None:
+def _studio_context(app):
     with contextlib.suppress(Exception):
-        return app.get_blocks().studio_context.sessions
+        return app.get_blocks().studio_context
     return None
+
+
+def _sessions_of(app) -> Sessions | None:
+    context = _studio_context(app)
+    return getattr(context, "sessions", None)

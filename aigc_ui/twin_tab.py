@@ -496,6 +496,7 @@ def save_profile_api(ctx: StudioContext, name, photo, voice, audio, persona, ove
     return store_profile(ctx, request, name, photo, voice, audio, persona, overwrite).name
 
 
+@friendly_errors
 def list_profiles_api(ctx: StudioContext, request: gr.Request) -> list[str]:
     """The names of your saved profiles."""
     return profiles.list_profiles(ctx.runtime_for(request))
@@ -514,6 +515,7 @@ def delete_profile_api(ctx: StudioContext, name: str, request: gr.Request) -> bo
     return profiles.delete_profile(name, ctx.runtime_for(request))
 
 
+@friendly_errors
 def twin_history_api(ctx: StudioContext, request: gr.Request):
     """Your twin videos, newest first."""
     return list_history(ctx, request) or []

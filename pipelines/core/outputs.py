@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from .errors import Stopped, UserError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ def atomic_path(final: Path, params: dict | None = None) -> Iterator[Path]:
             os.replace(sidecar_tmp, sidecar_of(final))
         os.replace(tmp, final)
     except BaseException as exc:
-        if is_no_room(exc, final.parent):
+        # A write that failed (not a Stop, not a bad input): was it for want of room?
+        if isinstance(exc, Exception) and not isinstance(exc, (UserError, Stopped)) and \
+                any(is_no_room(exc, final.parent, p) for p in (tmp, sidecar_tmp) if p is not None):
             raise NoRoomError() from exc
         raise
     finally:
@@ -106,11 +108,13 @@ def write_params(output: Path, params: dict) -> Path:
     return sidecar
 
 
-def is_no_room(exc: BaseException, folder: Path | None = None) -> bool:
+def is_no_room(exc: BaseException, folder: Path | None = None, path: Path | None = None) -> bool:
     """Did ``exc`` (or what caused it) happen because the disk, a quota or the file-size limit was full?
 
     Libraries say it in different ways: an OSError with ENOSPC, ffmpeg's "No space left on device" in a
-    RuntimeError, libsndfile's bare "System error": the free space on ``folder`` decides the last kind.
+    RuntimeError, libsndfile's bare "System error": then the free space on ``folder`` decides, or the
+    size of the file being written (``path``) against the process's file-size limit (``ulimit -f``).
+    Ask before deleting the unfinished file: it still takes the space it took.
     """
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -124,8 +128,19 @@ def is_no_room(exc: BaseException, folder: Path | None = None) -> bool:
         exc = exc.__cause__ or exc.__context__
     if folder is not None:
         with contextlib.suppress(OSError):
-            return shutil.disk_usage(folder).free < 1 << 20
-    return False
+            if shutil.disk_usage(folder).free < 1 << 20:
+                return True
+    return path is not None and _at_file_size_limit(Path(path))
+
+
+def _at_file_size_limit(path: Path) -> bool:
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return limit != resource.RLIM_INFINITY and path.stat().st_size >= limit - (64 << 10)
+    except (ImportError, OSError, ValueError):
+        return False
 
 
 def remove_partial_files(outputs_dir: Path) -> int:

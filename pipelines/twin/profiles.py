@@ -152,11 +152,12 @@ def save_profile(name: str, *, photo: Any, voice: str | None = None, recording: 
             write_files(building)
             os.rename(building, folder)
         except BaseException as exc:
+            no_room = isinstance(exc, Exception) and not isinstance(exc, UserError) and is_no_room(exc, folder.parent)
             shutil.rmtree(building, ignore_errors=True)
-            if isinstance(exc, OSError) and folder.exists() and not is_no_room(exc, folder.parent):
-                raise ProfileExists(exact) from None  # saved by another request at the same moment
-            if is_no_room(exc, folder.parent):
+            if no_room:
                 raise NoRoomError() from exc
+            if isinstance(exc, OSError) and folder.exists():
+                raise ProfileExists(exact) from None  # saved by another request at the same moment
             raise
     else:
         folder = existing

@@ -533,8 +533,10 @@ class _IncrementalWriter:
         return self.final
 
     def _fail(self, exc: Exception):
+        # asked while the unfinished file still exists (it takes the space it took)
+        no_room = not isinstance(exc, UserError) and is_no_room(exc, self.final.parent, self.tmp)
         self.discard()
-        if is_no_room(exc, self.final.parent):
+        if no_room:
             raise NoRoomError() from exc
         raise exc
 
