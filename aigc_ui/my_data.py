@@ -99,7 +99,7 @@ def build_panel(ctx: StudioContext, demo: gr.Blocks) -> None:
             with gr.Row():
                 pasted = gr.Textbox(label=t("data.paste"), type="password", scale=3)
                 use = gr.Button(t("data.use"), scale=1)
-        delete = gr.Button(t("data.delete_all"), variant="stop", visible=ctx.sessions.mode != "shared")
+        delete = gr.Button(t("data.delete_all"), variant="stop", size="sm", visible=ctx.sessions.mode != "shared")
         status = gr.Markdown()
     browser_key = gr.BrowserState(None, storage_key=BROWSER_KEY_STORAGE, secret=ctx.sessions.browser_secret())
 

@@ -109,7 +109,9 @@ class Sessions:
             return owners.SHARED
         username = getattr(request, "username", None)
         if self.config.auth and username:
-            return owners.owner_id(self.secret, "u", username)
+            owner = owners.owner_id(self.secret, "u", username)
+            self._bind(request, owner)  # so that this session's file requests are recognised as the user's
+            return owner
         key = _header(request, KEY_HEADER)
         if key:
             if not owners.valid_key(key):
@@ -135,7 +137,7 @@ class Sessions:
 
     def bind_user(self, request) -> None:
         """With --auth: remember which user this session is, for its file requests."""
-        self._bind(request, self.owner(request))
+        self.owner(request)
 
     def _bind(self, request, owner: str) -> None:
         ref = self.session_ref(request)

@@ -536,3 +536,86 @@ def test_7_readme_flags_exist_and_allow_pickle_reaches_the_runtime():
     config = parse_args(["--allow-pickle", "--auth", "ana:pw1", "--auth", "ben:pw2", "--admin-user", "ana"])
     assert Runtime.from_config(config).allow_pickle is True
     assert config.credentials == [("ana", "pw1"), ("ben", "pw2")] and config.admin_users == ("ana",)
+
+
+# ================================================================ the browser keeps its key
+@pytest.mark.browser
+def test_1_the_browser_keeps_its_key_and_another_device_can_use_it(studio):
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import ARTIFACTS
+
+    _, url, _ = studio
+    assert shutil.which("/usr/bin/chromium"), "Debian's chromium is required"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+
+        def open_panel(page):
+            page.goto(url + "?lang=en", wait_until="load")
+            page.get_by_text("Your data on this studio").click()
+            box = page.locator("#profile-key textarea, #profile-key input").first
+            wait_until(lambda: box.input_value(), timeout=60)
+            return box
+
+        laptop = browser.new_context(locale="en-US")
+        page = laptop.new_page()
+        key = open_panel(page).input_value()
+        assert owners.valid_key(key)
+        person(url, key).predict("from my laptop", handle_file(str(PHOTO)), "auto", None, "",
+                                 api_name="/save_profile")
+        assert open_panel(page).input_value() == key  # a reload keeps it
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "my-data-panel.png"), full_page=True)
+
+        phone = browser.new_context(locale="en-US")
+        other = phone.new_page()
+        assert open_panel(other).input_value() != key  # another device: a key of its own
+        other.get_by_label("Use a key from another device").fill(key)
+        other.get_by_role("button", name="Use this key").click()
+        wait_until(lambda: open_panel_value(other) == key, timeout=30)
+        # that browser's requests (its session cookie) now see the laptop's profile
+        client = person(url)
+        client.cookies = {c["name"]: c["value"] for c in phone.cookies() if c["name"] == "aigc-session"}
+        assert client.predict(api_name="/list_profiles") == ["from my laptop"]
+        browser.close()
+
+
+def open_panel_value(page) -> str:
+    return page.locator("#profile-key textarea, #profile-key input").first.input_value()
+
+
+# ================================================================ with --auth: each user their own
+@pytest.fixture(scope="module")
+def signed_in_studio(tmp_path_factory):
+    from aigc_ui.app import build_app, launch_kwargs, queue_kwargs
+    from pipelines.core.settings import AppConfig
+
+    root = tmp_path_factory.mktemp("auth-studio")
+    config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),
+                       auth=[("ana", "pw-ana"), ("ben", "pw-ben")], admin_users=("ana",))
+    demo = build_app(config)
+    demo.queue(**queue_kwargs(config)).launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(config))
+    try:
+        yield demo, f"http://127.0.0.1:{config.port}/", config
+    finally:
+        demo.close()
+
+
+def test_1_signed_in_users_keep_their_own_things_and_only_the_admin_unloads(signed_in_studio):
+    _, url, _ = signed_in_studio
+    ana = Client(url, auth=("ana", "pw-ana"), verbose=False, download_files=False)
+    ben = Client(url, auth=("ben", "pw-ben"), verbose=False)
+    ana.predict("ana's", handle_file(str(PHOTO)), "auto", None, "", api_name="/save_profile")
+    assert ben.predict(api_name="/list_profiles") == []
+    again = Client(url, auth=("ana", "pw-ana"), verbose=False)  # another visit: the user name is the owner
+    assert again.predict(api_name="/list_profiles") == ["ana's"]
+    photo = ana.predict("ana's", api_name="/load_profile")[0]["path"]
+    base = url + "gradio_api/file="
+    assert fetch(base + photo, ana) == 200 and fetch(base + photo, ben) == 403
+    for who in (ana, ben):
+        who.headers["X-Forwarded-For"] = "203.0.113.9"  # both from other computers
+    assert "Only the studio's host" in error_of(lambda: ben.predict(api_name="/unload_all_models"))
+    ana.predict(api_name="/unload_all_models")  # the --admin-user may
