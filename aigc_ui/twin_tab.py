@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 
 import gradio as gr
 import numpy as np
@@ -440,10 +441,8 @@ def store_profile(ctx: StudioContext, request, name, photo, voice, recording, pe
     """Save a profile in the caller's folder (checks first: whose files the inputs are, the name)."""
     ctx.sessions.check_input(request, photo, recording)
     voice = None if voice in (None, "", "auto") else str(voice)
-    if voice is not None:  # a catalog voice only (the strict catalog says "unknown" to anything else)
-        from pipelines.voice.synthesis import resolve_voice
-
-        resolve_voice(voice, ctx.runtime)
+    if voice is not None and not re.fullmatch(r"espeak-ng(:[\w\-]+)?", voice):
+        ctx.catalog.get("voice", voice)  # a catalog voice only: the strict catalog says "unknown" to a path
     return profiles.save_profile(name, photo=photo, voice=voice, recording=recording or None,
                                  persona=persona or "", runtime=ctx.runtime_for(request), overwrite=bool(overwrite))
 
