@@ -17,7 +17,7 @@ from pipelines.core.outputs import remove_partial_files
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
-from . import face_tab, image_tab, models_tab, my_data, text_tab, twin_tab, voice_tab
+from . import batch_tab, face_tab, image_tab, models_tab, my_data, text_tab, twin_tab, voice_tab
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
 from .language import PageLanguageMiddleware
@@ -30,6 +30,7 @@ TABS = (
     ("image", "tab.image", image_tab),
     ("voice", "tab.voice", voice_tab),
     ("twin", "tab.twin", twin_tab),
+    ("batch", "tab.batch", batch_tab),
     ("models", "tab.models", models_tab),
 )
 
@@ -116,7 +117,8 @@ def launch_kwargs(config: AppConfig) -> dict:
 
 
 def queue_kwargs(config: AppConfig) -> dict:
-    # Light events (lists, metadata) run many at once; heavy ones share the "accelerator" id.
+    # Light events (lists, metadata) run many at once; each kind of heavy work has its own queue and
+    # limit (StudioContext.concurrency, sized in capacity.py), so text never waits behind videos.
     return dict(default_concurrency_limit=4, max_size=64)
 
 

@@ -91,9 +91,14 @@ class StudioContext:
     config: AppConfig
     runtime: Runtime  # cache, catalog, device, outputs: pass it to pipeline calls
     jobs: JobRegistry = field(default_factory=JobRegistry)
+    limits: dict[str, int] = field(default_factory=dict)  # jobs at once per kind (capacity.py); {} = from config
     sessions: Sessions | None = None
 
     def __post_init__(self):
+        if not self.limits:
+            from .capacity import concurrency_limits
+
+            self.limits = concurrency_limits(self.config)
         if self.sessions is None:
             self.sessions = Sessions(self.config)
 
@@ -115,9 +120,14 @@ class StudioContext:
     def catalog(self) -> Catalog:
         return self.runtime.catalog
 
+    def concurrency(self, kind: str) -> dict:
+        """Event options for one kind of work ("video", "text", "voice", "image", "face", "batch"): its own
+        queue (concurrency id) and limit, so one kind's jobs never wait behind another's."""
+        return {"concurrency_id": kind, "concurrency_limit": self.limits[kind]}
+
     def heavy(self) -> dict:
-        """Event options for work on the accelerator (or the CPU cores): one shared queue."""
-        return {"concurrency_id": "accelerator", "concurrency_limit": self.config.heavy_concurrency}
+        """Kept for tabs not yet moved to ``concurrency(kind)``: the image queue (the heaviest kind)."""
+        return self.concurrency("image")
 
 
 @dataclass

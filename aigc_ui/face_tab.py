@@ -228,13 +228,13 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     private = dict(queue=False, api_visibility="private")
     model.change(bind(describe_model, ctx), model, model_info, **private)
     generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
-                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", **ctx.heavy())
+                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", **ctx.concurrency("face"))
     gallery.select(pick_face, grid, [grid, picked, picked_seed], **private)
     reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
-                 api_name="reroll_face", **ctx.heavy())
+                 api_name="reroll_face", **ctx.concurrency("face"))
     picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
     morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
-                api_name="interpolate_faces", **ctx.heavy())
+                api_name="interpolate_faces", **ctx.concurrency("face"))
     stop.click(bind(stop_jobs, ctx), None, None, **private)
     refresh.click(bind(refresh_models, ctx), model, model, **private).then(
         bind(describe_model, ctx), model, model_info, **private)

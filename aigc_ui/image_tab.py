@@ -263,7 +263,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     reuse_seed_button.click(reuse_seed, last_seed, seed, **private)
     generate.click(zero_gpu(180)(bind(generate_image, ctx)),
                    [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state],
-                   [files, result_state], api_name="generate_image", **ctx.heavy()).success(
+                   [files, result_state], api_name="generate_image", **ctx.concurrency("image")).success(
         show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
         **private)
     stop.click(bind(stop_generation, ctx), None, None, **private)

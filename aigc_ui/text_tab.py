@@ -234,8 +234,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     generate.click(cancellable(zero_gpu(120)(bind(generate_text_stream, ctx))),
                    [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
                     no_repeat_ngram, num_sequences, seed], [output, info, download],
-                   api_visibility="private", show_progress="minimal", **ctx.heavy())
+                   api_visibility="private", show_progress="minimal", **ctx.concurrency("text"))
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
-    gr.api(cancellable(zero_gpu(120)(bind(generate_text, ctx))), api_name="generate_text", **ctx.heavy())
+    gr.api(cancellable(zero_gpu(120)(bind(generate_text, ctx))), api_name="generate_text", **ctx.concurrency("text"))
 
     return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]))

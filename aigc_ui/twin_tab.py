@@ -635,7 +635,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         button.click(functools.partial(go_to_step, target), None, steps, queue=False, **private)
     photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info], **private)
     write.click(cancellable(bind(write_script, ctx)), [persona, topic, seconds, language], script, **private,
-                **ctx.heavy())
+                **ctx.concurrency("text"))
     engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
     engine.change(bind(engine_settings, ctx), [engine, consent, did_key], [did_settings, did_status, consent],
                   queue=False, **private)
@@ -644,14 +644,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     did_forget.click(bind(forget_did_key, ctx), None, [did_key, did_key_box, did_status], queue=False, **private)
     create.click(cancellable(zero_gpu(300)(bind(create_video, ctx))),
                  [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
-                  ai_label, seed, engine, did_key], [video, download, info, history], **private, **ctx.heavy())
+                  ai_label, seed, engine, did_key], [video, download, info, history], **private,
+                  **ctx.concurrency("video"))
     api_trigger.click(cancellable(zero_gpu(300)(bind(create_twin_video, ctx))),
                       [api_photo, api_script, api_voice, api_audio, api_engine], video,
                       api_name="create_twin_video",
                       api_description="photo + script + voice (or a voice recording as audio) -> talking-head MP4, "
                                       "made by the engine named (default classic). Calling it declares you have "
                                       "the right to animate the face; videos carry an 'AI-generated' label.",
-                      **ctx.heavy())
+                      **ctx.concurrency("video"))
     stop.click(bind(stop_rendering, ctx), None, None, queue=False, **private)
     save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona, overwrite],
                [profile_list, overwrite, profile_info], **private)

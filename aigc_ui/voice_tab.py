@@ -231,7 +231,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
     speak_event = speak_button.click(cancellable(zero_gpu(120)(bind(speak, ctx))), [text, voice, speed, settings],
                                      [result, live, status],
-                                     api_name="synthesize_speech", **ctx.heavy())
+                                     api_name="synthesize_speech", **ctx.concurrency("voice"))
     speak_event.success(pass_through, result, for_twin, **private)
     stop_button.click(bind(stop_speaking, ctx), None, None, **private)
     save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],

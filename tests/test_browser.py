@@ -11,8 +11,9 @@ from tests.conftest import ARTIFACTS
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-TABS_EN = ["Text generation", "Face synthesis", "Text-to-image", "Voice synthesis", "My digital twin", "Models"]
-TABS_ZH = ["文本生成", "人脸合成", "文生图", "语音合成", "我的数字分身", "模型"]
+TABS_EN = ["Text generation", "Face synthesis", "Text-to-image", "Voice synthesis", "My digital twin", "Batch videos",
+           "Models"]
+TABS_ZH = ["文本生成", "人脸合成", "文生图", "语音合成", "我的数字分身", "批量视频", "模型"]
 
 pytestmark = pytest.mark.browser
 

@@ -90,7 +90,7 @@ def test_english_only_whisper_refuses_other_languages_and_catalog_lists_models(r
         transcribe(np.zeros(16000, np.float32), 16000, language="zh", runtime=runtime)
     assert knows_language("en", runtime=runtime) and not knows_language("zh", runtime=runtime)
     names = {s.name: s for s in runtime.catalog.models("asr")}
-    assert names["whisper-tiny-en"].source_kind == "package" and names["whisper-small"].languages == ("*",)
+    assert names["whisper-tiny-en"].source_kind == "package" and "*" in names["faster-whisper-small"].languages
     # A CTranslate2 Whisper folder in models/asr/ is found, and tiny.en is recognised as English-only.
     from pipelines.voice.recognition import bundled_whisper_folder
 

@@ -243,3 +243,63 @@ def build_tiny_vits(folder: Path, seed: int = 0) -> Path:
         duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=16000)
     VitsModel(config).eval().save_pretrained(folder)
     return folder
+
+
+# MuseTalk 1.5's UNet config keys (musetalkV15/musetalk.json), with tiny sizes where the release has big ones.
+TINY_MUSETALK_UNET = {
+    "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 2,
+    "block_out_channels": [16, 32], "center_input_sample": False, "cross_attention_dim": 16,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "downsample_padding": 1,
+    "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 8, "layers_per_block": 1,
+    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 8, "out_channels": 4,
+    "sample_size": 32, "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+}
+
+
+def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16, full_whisper: bool = False,
+                        bin_weights: bool = False, unet_config: dict | None = None) -> Path:
+    """MuseTalk 1.5's release layout in miniature, with random weights:
+
+    - ``musetalkV15/musetalk.json`` + ``musetalkV15/unet.pth``: a UNet2DConditionModel, 8 channels in
+      (masked + reference latents), 4 out, cross-attention over ``whisper_dim``-d audio features;
+    - ``sd-vae/``: an AutoencoderKL with 4 levels (256 px -> 32x32 latents, as sd-vae-ft-mse);
+    - ``whisper/``: a 2-layer Whisper encoder (``WhisperModel``, or ``WhisperForConditionalGeneration``
+      as openai/whisper-tiny ships, with ``full_whisper``) and its feature extractor (80 mel bins, 30 s).
+
+    ``bin_weights`` stores the VAE and Whisper weights as pickled ``*.bin`` files, as MuseTalk's own
+    download script fetches them, instead of safetensors.
+    """
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperModel
+
+    folder = Path(folder)
+    (folder / "musetalkV15").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = dict(unet_config or {**TINY_MUSETALK_UNET, "cross_attention_dim": whisper_dim})
+    (folder / "musetalkV15" / "musetalk.json").write_text(json.dumps(config, indent=2))
+    unet = UNet2DConditionModel.from_config(config)
+    torch.save(unet.state_dict(), folder / "musetalkV15" / "unet.pth")
+    vae = AutoencoderKL(block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=4, sample_size=256)
+    vae.save_pretrained(folder / "sd-vae", safe_serialization=True)
+    whisper_config = WhisperConfig(
+        d_model=whisper_dim, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+        max_source_positions=1500, vocab_size=64, max_target_positions=32, pad_token_id=1, bos_token_id=1,
+        eos_token_id=2, decoder_start_token_id=3)
+    whisper = (WhisperForConditionalGeneration if full_whisper else WhisperModel)(whisper_config)
+    whisper.save_pretrained(folder / "whisper")
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder / "whisper")
+    if bin_weights:
+        from safetensors.torch import load_file
+
+        for safetensors_file, bin_name in ((folder / "sd-vae" / "diffusion_pytorch_model.safetensors",
+                                            "diffusion_pytorch_model.bin"),
+                                           (folder / "whisper" / "model.safetensors", "pytorch_model.bin")):
+            torch.save(load_file(str(safetensors_file)), safetensors_file.with_name(bin_name))
+            safetensors_file.unlink()
+    return folder

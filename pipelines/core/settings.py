@@ -25,7 +25,14 @@ class AppConfig:
     language: str = "auto"  # language of server messages when the browser does not say: auto (=en), en, zh
     memory_budget_gb: float | None = None  # model cache budget; None = from free RAM / VRAM
     max_upload_mb: int = 200
-    heavy_concurrency: int = 1  # jobs sharing the accelerator (or the 2 CPU cores) at once
+    heavy_concurrency: int = 1  # old single-queue setting, kept for callers; the per-kind limits below replace it
+    # How many jobs of each kind run at once (each kind has its own queue); None = sized to this machine
+    max_videos: int | None = None
+    max_text: int | None = None
+    max_voice: int | None = None
+    max_images: int | None = None
+    max_faces: int | None = None
+    max_batches: int | None = None
     shared_gallery: bool = False  # everyone sees, loads and deletes everyone's profiles and videos
     anonymous_ttl_hours: float = 24.0  # outputs of sessions without a profile key are deleted after this
     follow_outside_symlinks: bool = False  # links in models/ that lead outside it are skipped unless set
@@ -104,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                    default=float(env("AIGC_MEMORY_BUDGET_GB")) if env("AIGC_MEMORY_BUDGET_GB") else None,
                    help="how much memory loaded models may take before the least recently used is unloaded")
     p.add_argument("--max-upload-mb", type=int, default=int(env("AIGC_MAX_UPLOAD_MB", "200")))
+    for kind, what in (("videos", "twin videos rendered"), ("text", "text answers written"),
+                       ("voice", "speeches synthesized"), ("images", "images generated"),
+                       ("faces", "face batches generated"), ("batches", "spreadsheet batches run")):
+        variable = f"AIGC_MAX_{kind.upper()}"
+        p.add_argument(f"--max-{kind}", type=int, default=int(env(variable)) if env(variable) else None,
+                       help=f"how many {what} at once, each kind in its own queue (default: sized to this machine)")
     return p
 
 
@@ -119,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
                      models_dir=Path(args.models_dir), outputs_dir=Path(args.outputs_dir),
                      device=args.device, language=args.language,
                      memory_budget_gb=args.memory_budget_gb, max_upload_mb=args.max_upload_mb,
+                     max_videos=args.max_videos, max_text=args.max_text, max_voice=args.max_voice,
+                     max_images=args.max_images, max_faces=args.max_faces, max_batches=args.max_batches,
                      shared_gallery=args.shared_gallery, anonymous_ttl_hours=args.anonymous_ttl_hours,
                      follow_outside_symlinks=args.follow_symlinks_outside_models, allow_pickle=args.allow_pickle,
                      admin_users=tuple(a.strip() for a in admins if a.strip()))

@@ -331,6 +331,9 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     # The MP4 and its .json appear together, once both are complete (never one without the other)
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, \
             atomic_path(final, params=params) as tmp:
+        for notice in animator.notices(job):  # said before the first frame (e.g. a slow device)
+            notices.append(notice)
+            report(on_progress, 0.15, notice.en)
         with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
                 writer.write(overlays.apply(frame, i))
@@ -375,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=-1)
     parser.add_argument("--engine", default="classic",
-                        help="twin engine from the catalog: classic (offline), did (D-ID's cloud, key in AIGC_DID_API_KEY)")
+                        help="talking-head engine from the catalog: classic (offline, CPU), musetalk (GPU recommended), "
+                             "did (D-ID's cloud, key in AIGC_DID_API_KEY)")
     args = parser.parse_args(argv)
     try:
         result = create_twin_video(args.photo, script=args.text or "", voice=args.voice, audio=args.audio,

