@@ -55,13 +55,22 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
                 with gr.Tab(t(label), id=tab_id) as tab:
                     handles[tab_id] = module.build_tab(ctx)
                 if handles[tab_id].on_open:
-                    handler, outputs = handles[tab_id].on_open
-                    tab.select(handler, None, outputs, queue=False, api_visibility="private")
+                    handler, inputs, outputs = _event_parts(handles[tab_id].on_open)
+                    tab.select(handler, inputs, outputs, queue=False, api_visibility="private")
         my_data.build_panel(ctx, demo)
         gr.HTML(LANGUAGE_LINKS, elem_classes=["footnote"])
         _wire_cross_tab(handles, tabs)
+        for tab_handles in handles.values():
+            if tab_handles.on_load:
+                handler, inputs, outputs = _event_parts(tab_handles.on_load)
+                demo.load(handler, inputs, outputs, queue=False, api_visibility="private")
     demo.studio_context = ctx  # for tests and benchmarks: the cache this app uses
     return demo
+
+
+def _event_parts(event: tuple) -> tuple:
+    """(handler, outputs) or (handler, inputs, outputs) -> (handler, inputs or None, outputs)."""
+    return (event[0], None, event[1]) if len(event) == 2 else event
 
 
 def prepare_outputs(ctx: StudioContext) -> None:

@@ -21,7 +21,6 @@ from pipelines.core.errors import Stopped, UserError
 from pipelines.core.jobs import ProgressFn, StopToken
 from pipelines.core.notices import Notice
 from pipelines.core.runtime import Runtime
-from pipelines.core.seeds import resolve_seed
 from pipelines.core.settings import AppConfig
 
 from .i18n import say
@@ -144,7 +143,10 @@ class TabHandles:
     audio_target: gr.components.Component | None = None
     script_target: gr.components.Component | None = None
     wizard: gr.Tabs | None = None  # the twin wizard's steps: a sent value opens the step that shows it
-    on_open: tuple[Callable, list] | None = None  # (handler, outputs) run when the tab is selected
+    # (handler, outputs) or (handler, inputs, outputs): run when the tab is selected (lists that may have
+    # changed) / when the page loads (defaults in the user's language: a script language, a persona...)
+    on_open: tuple | None = None
+    on_load: tuple | None = None
 
 
 def language_of(request: gr.Request | None, default: str = "auto") -> str:
@@ -175,10 +177,13 @@ def show_notices(notices: Iterable[Notice], lang: str) -> None:
         (gr.Info if notice.level == "info" else gr.Warning)(notice.text(lang))
 
 
-def progress_callback(progress: gr.Progress | None) -> ProgressFn | None:
+def progress_callback(progress: gr.Progress | None, lang: str = "en") -> ProgressFn | None:
+    """A pipeline's progress reports -> Gradio's progress bar, the text in the user's language."""
     if progress is None:
         return None
-    return lambda fraction, text: progress(fraction, desc=text)
+    from .i18n import progress_text
+
+    return lambda fraction, text: progress(fraction, desc=progress_text(text, lang))
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -236,12 +241,6 @@ def not_available_notice() -> gr.Markdown:
     from .i18n import t
 
     return gr.Markdown(t("common.not_available"), elem_classes=["notice"])
-
-
-def seed_value(seed: Any) -> int:
-    """-1 or empty -> a fresh random seed (shown back to the user so it can be reused); out of range or not
-    a whole number -> the same clear message in every tab (pipelines.core.seeds)."""
-    return resolve_seed(seed)
 
 
 def cancellable(handler: Callable) -> Callable:
@@ -394,3 +393,15 @@ def bind(handler: Callable, ctx: "StudioContext") -> Callable:
 def pass_through(value: Any) -> Any:
     """Copy a value from one component to another."""
     return value
+
+
+# Gradio clears an "Error" badge when the component's next event succeeds; the error toast stays for its
+# ten seconds. This closes it as soon as the next action succeeds, so the page never shows both.
+CLOSE_ERROR_TOASTS_JS = """() => { document.querySelectorAll('[data-testid="toast-body"].error [data-testid="toast-close"]')
+    .forEach((button) => button.click()); }"""
+
+
+def clear_errors_on_success(*events) -> None:
+    """After each of these events succeeds, close the error toasts still on the page."""
+    for event in events:
+        event.success(None, None, None, js=CLOSE_ERROR_TOASTS_JS, queue=False, api_visibility="private")

@@ -6,16 +6,14 @@ The handlers are the top-level functions below; ``build_tab`` only lays out and 
 """
 from __future__ import annotations
 
-import random
-
 import gradio as gr
 
 from pipelines.core.errors import UserError
 from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
-from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, seed_value, show_notices)
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -42,6 +40,7 @@ add_strings(
         "face.mp4": "Animation (MP4)",
         "face.refresh": "Refresh models",
         "face.pick_first": "Generate faces and click one first.",
+        "face.tile": "seed {seed}",
         "face.seeds_used": "Seeds used: {first} to {last}. Type {first} in Seed to make the same faces again.",
         "face.model_status": "Cannot run here: {reason}",
         "face.research_only": "⚠ Licence: {licence}: not for commercial use.",
@@ -67,6 +66,7 @@ add_strings(
         "face.mp4": "动画（MP4）",
         "face.refresh": "刷新模型列表",
         "face.pick_first": "请先生成人脸并点击其中一张。",
+        "face.tile": "种子 {seed}",
         "face.seeds_used": "使用的种子：{first} 到 {last}。在“随机种子”中输入 {first} 即可再次生成相同的人脸。",
         "face.model_status": "无法在此运行：{reason}",
         "face.research_only": "⚠ 许可：{licence}：不可用于商业用途。",
@@ -83,23 +83,18 @@ def _lang(ctx: StudioContext, request) -> str:
     return language_of(request, ctx.config.language)
 
 
-def _tiles(paths, seeds) -> list[tuple[str, str]]:
-    return [(str(p), f"seed {s}") for p, s in zip(paths, seeds)]
+def _tiles(paths, seeds, lang: str) -> list[tuple[str, str]]:
+    return [(str(p), say("face.tile", lang, seed=s)) for p, s in zip(paths, seeds)]
 
 
-def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
+def model_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
     """(label, name): models that cannot run here are marked, so users see why before they click."""
     choices = []
     for spec in ctx.catalog.models("face"):
         state = faces.model_availability(spec, ctx.runtime)
-        label = spec.name if state.ok else f"{spec.name} ✗ ({state.reason})"
-        choices.append((label, spec.name))
+        reason = (state.reason_zh or state.reason) if lang == "zh" else state.reason
+        choices.append((spec.name if state.ok else f"{spec.name} ✗ ({reason})", spec.name))
     return choices
-
-
-def default_description(ctx: StudioContext) -> str:
-    spec = ctx.catalog.get("face", DEFAULT_MODEL)
-    return f"{spec.description}  \n⚠ {spec.licence}: not for commercial use / 不可商用"
 
 
 # ---------------------------------------------------------------- handlers
@@ -109,12 +104,13 @@ def describe_model(ctx: StudioContext, name: str, request: gr.Request) -> str:
         spec = ctx.catalog.get("face", name or DEFAULT_MODEL)
     except UserError as exc:
         return exc.text(language)
-    lines = [spec.description]
+    lines = [spec.description_text(language)]
     state = faces.model_availability(spec, ctx.runtime)
     if not state.ok:
-        lines.append(say("face.model_status", language, reason=state.reason_zh if language == "zh" else state.reason))
-    if not spec.commercial_use:
-        lines.append(say("face.research_only", language, licence=spec.licence))
+        lines.append(say("face.model_status", language, reason=(state.reason_zh or state.reason)
+                         if language == "zh" else state.reason))
+    if not spec.commercial_use:  # the one place the licence is shown
+        lines.append(say("face.research_only", language, licence=spec.licence_text(language)))
     return "  \n".join(lines)
 
 
@@ -123,13 +119,13 @@ def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: 
     """A grid of faces; the first one is picked. The parameter names are the API's."""
     language = _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
-        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed_value(seed),
-                                      truncation=truncation, save=True, runtime=ctx.runtime_for(request), stop=token,
-                                      on_progress=progress_callback(progress))
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed,
+                                      truncation=truncation, save=True, runtime=ctx.runtime_for(request),
+                                      stop=token, on_progress=progress_callback(progress, language))
     show_notices(result.notices, language)
     text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
     state = {"seeds": result.seeds, "paths": [str(p) for p in result.paths], "picked": 0}
-    return _tiles(result.paths, result.seeds), text, state, str(result.paths[0]), result.seeds[0]
+    return _tiles(result.paths, result.seeds, language), text, state, str(result.paths[0]), result.seeds[0]
 
 
 def pick_face(state: dict, evt: gr.SelectData):
@@ -147,17 +143,16 @@ def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Reques
     state = state or EMPTY_GRID
     if state.get("picked") is None or not state["paths"]:
         raise UserError(say("face.pick_first", "en"), zh=say("face.pick_first", "zh"))
-    index = state["picked"]
+    index, language = state["picked"], _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
-        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1,
-                                      seed=random.randint(0, faces.MAX_SEED - MAX_COUNT), truncation=truncation,
+        result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1, seed=-1, truncation=truncation,
                                       save=True, runtime=ctx.runtime_for(request), stop=token,
-                                      on_progress=progress_callback(progress))
-    show_notices([n for n in result.notices if n.level == "warning"], _lang(ctx, request))  # not the same info again
+                                      on_progress=progress_callback(progress, language))
+    show_notices([n for n in result.notices if n.level == "warning"], language)  # not the same info again
     seeds, paths = list(state["seeds"]), list(state["paths"])
     seeds[index], paths[index] = result.seeds[0], str(result.paths[0])
     state = {"seeds": seeds, "paths": paths, "picked": index}
-    return _tiles(paths, seeds), state, paths[index], seeds[index]
+    return _tiles(paths, seeds, language), state, paths[index], seeds[index]
 
 
 @friendly_errors
@@ -167,8 +162,7 @@ def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncat
     with ctx.jobs.running(request, TAB) as token:
         result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
                                          frames=frames, truncation=truncation, runtime=ctx.runtime_for(request),
-                                         stop=token,
-                                         on_progress=progress_callback(progress))
+                                         stop=token, on_progress=progress_callback(progress, _lang(ctx, request)))
     return str(result.gif), str(result.mp4) if result.mp4 else None
 
 
@@ -176,15 +170,20 @@ def stop_jobs(ctx: StudioContext, request: gr.Request) -> None:
     ctx.jobs.stop(request, TAB)
 
 
-def refresh_models(ctx: StudioContext, current: str):
-    choices = model_choices(ctx)
+def refresh_models(ctx: StudioContext, current: str, request: gr.Request):
+    choices = model_choices(ctx, _lang(ctx, request))
     names = [value for _, value in choices]
     return gr.Dropdown(choices=choices, value=current if current in names else DEFAULT_MODEL)
 
 
-def on_open(ctx: StudioContext):
+def on_open(ctx: StudioContext, request: gr.Request):
     """Trained checkpoints appear when the tab is opened; the model the user picked stays."""
-    return gr.Dropdown(choices=model_choices(ctx))
+    return gr.Dropdown(choices=model_choices(ctx, _lang(ctx, request)))
+
+
+def on_load(ctx: StudioContext, request: gr.Request):
+    """When the page loads: the default model's description in the page's language."""
+    return describe_model(ctx, DEFAULT_MODEL, request)
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -195,7 +194,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             # plain names at build time; availability (which may look at the network) is shown when the tab opens
             model = gr.Dropdown(label=t("common.model"), value=DEFAULT_MODEL, allow_custom_value=True,
                                 choices=[s.name for s in ctx.catalog.models("face")])
-            model_info = gr.Markdown(default_description(ctx))
+            model_info = gr.Markdown()  # the description in the page's language: on_load
             count = gr.Slider(1, MAX_COUNT, value=8, step=1, label=t("face.count"))
             seed = gr.Number(label=t("common.seed"), value=-1, precision=0)
             truncation = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label=t("face.truncation"))
@@ -227,16 +226,19 @@ def build_tab(ctx: StudioContext) -> TabHandles:
 
     private = dict(queue=False, api_visibility="private")
     model.change(bind(describe_model, ctx), model, model_info, **private)
-    generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
-                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", **ctx.concurrency("face"))
+    generated = generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
+                   [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", show_progress_on=gallery,
+                   **ctx.concurrency("face"))
     gallery.select(pick_face, grid, [grid, picked, picked_seed], **private)
-    reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
-                 api_name="reroll_face", **ctx.concurrency("face"))
+    rerolled = reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
+                 api_name="reroll_face", show_progress_on=picked, **ctx.concurrency("face"))
     picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
-    morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
-                api_name="interpolate_faces", **ctx.concurrency("face"))
+    morphed = morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
+                api_name="interpolate_faces", show_progress_on=gif, **ctx.concurrency("face"))
+    clear_errors_on_success(generated, rerolled, morphed)
     stop.click(bind(stop_jobs, ctx), None, None, **private)
     refresh.click(bind(refresh_models, ctx), model, model, **private).then(
         bind(describe_model, ctx), model, model_info, **private)
 
-    return TabHandles(photo_source=picked, send_photo=send, on_open=(bind(on_open, ctx), [model]))
+    return TabHandles(photo_source=picked, send_photo=send, on_open=(bind(on_open, ctx), [model]),
+                      on_load=(bind(on_load, ctx), [model_info]))

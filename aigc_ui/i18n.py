@@ -36,6 +36,34 @@ def say(key: str, language: str = "en", **values) -> str:
     return table.get(key, _EN.get(key, key)).format(**values)
 
 
+# The pipelines' progress texts (short English words, maybe with counts) as people read them.
+PROGRESS_TEXTS: tuple[tuple[str, str, str], ...] = (  # (pattern, English, Chinese)
+    (r"photo", "Reading the photo", "读取照片"),
+    (r"face", "Finding the face", "查找人脸"),
+    (r"voice", "Speaking the script", "合成语音"),
+    (r"frame (\d+)/(\d+)", r"Frame \1 of \2", r"第 \1/\2 帧"),
+    (r"frames", "Making the frames", "生成帧"),
+    (r"(\d+)/(\d+) faces", r"\1 of \2 faces", r"人脸 \1/\2"),
+    (r"face (\d+)/(\d+), step (\d+)/(\d+)", r"Face \1 of \2, step \3 of \4", r"人脸 \1/\2，第 \3/\4 步"),
+    (r"image (\d+)/(\d+) · step (\d+)/(\d+)", r"Image \1 of \2, step \3 of \4", r"图片 \1/\2，第 \3/\4 步"),
+    (r"loading model", "Loading the model", "加载模型"),
+    (r"writing", "Writing", "写作中"),
+    (r"(\d+)/(\d+)", r"Speaking \1 of \2", r"朗读 \1/\2"),
+    (r"done", "Done", "完成"),
+)
+
+
+def progress_text(text: str, language: str = "en") -> str:
+    """A pipeline's progress text in the user's language; texts not known here are shown as they are."""
+    import re
+
+    for pattern, en, zh in PROGRESS_TEXTS:
+        match = re.fullmatch(pattern, text or "")
+        if match:
+            return match.expand(zh if language.startswith("zh") else en)
+    return text
+
+
 def translations() -> gr.I18n:
     """Every registered string, for ``launch(i18n=...)``. zh-CN/zh-TW browsers get the zh table."""
     return gr.I18n(en=dict(_EN), zh=dict(_ZH), **{"zh-CN": dict(_ZH), "zh-Hans": dict(_ZH)})

@@ -15,8 +15,8 @@ from pipelines.core.errors import UserError
 from pipelines.core.png_metadata import read_png_parameters
 from pipelines.image import text_to_image as t2i
 
-from .common import (StudioContext, TabHandles, bind, friendly_errors, language_of, pass_through,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
+                     pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -34,6 +34,7 @@ add_strings(
         "image.height": "Height",
         "image.batch": "Batch size (seeds seed, seed+1, ...)",
         "image.scheduler": "Scheduler (sampler)",
+        "image.scheduler_default": "Default (the model's own)",
         "image.random_seed": "🎲 Random",
         "image.reuse_seed": "♻️ Reuse last seed",
         "image.gallery": "This session's images (click one to select it)",
@@ -47,8 +48,8 @@ add_strings(
         "image.refresh": "Refresh models",
         "image.no_model": (
             "**No text-to-image model can run here yet.** The rest of the studio works. To add one:\n\n"
-            "- a diffusers folder (with `model_index.json`) in `models/image/NAME/`, e.g. on a computer with internet: "
-            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo` (SD-Turbo is fast on CPU);\n"
+            "- with internet: **Download** SD-Turbo (fast on a CPU) in the *Models* tab;\n"
+            "- or a diffusers folder (with `model_index.json`) in `models/image/NAME/`;\n"
             "- or a single-file checkpoint `models/image/NAME.safetensors` (AUTOMATIC1111 style), with its base model's "
             "configs in `models/image/NAME.config/` when offline (a diffusers folder of the same family, weights not needed).\n\n"
             "Then press *Refresh models*."),
@@ -68,6 +69,7 @@ add_strings(
         "image.height": "高度",
         "image.batch": "批量大小（种子依次为 seed, seed+1, ...）",
         "image.scheduler": "采样器",
+        "image.scheduler_default": "默认（模型自带）",
         "image.random_seed": "🎲 随机",
         "image.reuse_seed": "♻️ 复用上次种子",
         "image.gallery": "本次会话的图片（点击选择）",
@@ -81,8 +83,8 @@ add_strings(
         "image.refresh": "刷新模型列表",
         "image.no_model": (
             "**此处还没有可运行的文生图模型。** 工作室的其他功能不受影响。添加方法：\n\n"
-            "- 把 diffusers 文件夹（含 `model_index.json`）放入 `models/image/名称/`，例如在联网的电脑上运行："
-            "`huggingface-cli download stabilityai/sd-turbo --local-dir models/image/sd-turbo`（SD-Turbo 在 CPU 上很快）；\n"
+            "- 联网时：在“模型”页**下载** SD-Turbo（在 CPU 上很快）；\n"
+            "- 或把 diffusers 文件夹（含 `model_index.json`）放入 `models/image/名称/`；\n"
             "- 或放入单文件检查点 `models/image/名称.safetensors`（AUTOMATIC1111 格式）；离线时还需把同系列基础模型的配置"
             "放入 `models/image/名称.config/`（diffusers 文件夹，无需权重）。\n\n"
             "然后点击“刷新模型列表”。"),
@@ -94,29 +96,33 @@ add_strings(
 )
 
 
-def model_choices(ctx: StudioContext, check_network: bool = True) -> tuple[list[tuple[str, str]], str | None, bool]:
+def model_choices(ctx: StudioContext, check_network: bool = True,
+                  lang: str = "en") -> tuple[list[tuple[str, str]], str | None, bool]:
     """Dropdown choices (runnable models first, others labelled), the default, and whether any can run."""
     runnable, other = [], []
     for spec, ready in ctx.catalog.available(TAB, check_network=check_network):
         if ready.ok:
             runnable.append((spec.name, spec.name))
         else:
-            other.append((f"{spec.name} ({ready.reason})", spec.name))
+            reason = (ready.reason_zh or ready.reason) if lang == "zh" else ready.reason
+            other.append((f"{spec.name} ({reason})", spec.name))
     default = runnable[0][1] if runnable else None
     return runnable + other, default, bool(runnable)
 
 
 # ---------------------------------------------------------------- handlers
-def list_models(ctx: StudioContext):
-    """On opening the tab: new files in models/ appear; the choice is kept."""
-    choices, _, runnable = model_choices(ctx)
-    return gr.Dropdown(choices=choices), gr.Markdown(visible=not runnable)
+def list_models(ctx: StudioContext, request: gr.Request):
+    """On opening the tab: new files in models/ appear; the choice is kept. With no model that can run,
+    Generate is disabled and the notice above says how to add one."""
+    choices, _, runnable = model_choices(ctx, lang=language_of(request, ctx.config.language))
+    return gr.Dropdown(choices=choices), gr.Markdown(visible=not runnable), gr.Button(interactive=runnable)
 
 
-def refresh_models(ctx: StudioContext, current: str):
-    choices, default, runnable = model_choices(ctx)
+def refresh_models(ctx: StudioContext, current: str, request: gr.Request):
+    choices, default, runnable = model_choices(ctx, lang=language_of(request, ctx.config.language))
     keep = current if current in {value for _, value in choices} else default
-    return gr.Dropdown(choices=choices, value=keep), gr.Markdown(visible=not runnable)
+    return (gr.Dropdown(choices=choices, value=keep), gr.Markdown(visible=not runnable),
+            gr.Button(interactive=runnable))
 
 
 def apply_model_defaults(ctx: StudioContext, name: str):
@@ -141,14 +147,13 @@ def reuse_seed(used):
 def generate_image(ctx: StudioContext, prompt, negative_prompt, model, steps, guidance, width, height, seed,
                    batch_size, scheduler_name, request: gr.Request, progress=gr.Progress()):
     """Make the images; the parameter names are the API's: /generate_image(prompt, negative_prompt, model, ...)."""
-    started = time.perf_counter()
+    started, lang = time.perf_counter(), language_of(request)
     with ctx.jobs.running(request, TAB) as token:
         result = t2i.generate_images(
             prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
             width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
             scheduler=scheduler_name, runtime=ctx.runtime_for(request), stop=token,
-            on_progress=progress_callback(progress))
-    lang = language_of(request)
+            on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
                   seeds=", ".join(map(str, result.seeds)))
@@ -226,14 +231,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 height = gr.Slider(t2i.MIN_SIDE, t2i.MAX_SIDE, value=512, step=8, label=t("image.height"))
             with gr.Row():
                 scheduler = gr.Dropdown(label=t("image.scheduler"), value=t2i.DEFAULT_SCHEDULER,
-                                        choices=[t2i.DEFAULT_SCHEDULER, *t2i.SCHEDULERS])
+                                        choices=[(t("image.scheduler_default"), t2i.DEFAULT_SCHEDULER),
+                                                 *((name, name) for name in t2i.SCHEDULERS)])
                 batch = gr.Slider(1, t2i.MAX_BATCH, value=1, step=1, label=t("image.batch"))
             with gr.Row():
                 seed = gr.Number(label=t("common.seed"), value=-1, precision=0, scale=3)
                 random_seed_button = gr.Button(t("image.random_seed"), scale=1, size="sm")
                 reuse_seed_button = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
             with gr.Row():
-                generate = gr.Button(t("common.generate"), variant="primary", scale=3)
+                generate = gr.Button(t("common.generate"), variant="primary", scale=3, interactive=any_runnable)
                 stop = gr.Button(t("common.stop"), variant="stop", scale=1)
         with gr.Column(scale=6):
             gallery = gr.Gallery(label=t("image.gallery"), columns=4, height=420, allow_preview=True)
@@ -257,19 +263,21 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     private = dict(queue=False, api_visibility="private")
     batch.change(pass_through, batch, batch_state, **private)
     scheduler.change(pass_through, scheduler, scheduler_state, **private)
-    refresh.click(bind(refresh_models, ctx), model, [model, notice], **private)
+    refresh.click(bind(refresh_models, ctx), model, [model, notice, generate], **private)
     model.input(bind(apply_model_defaults, ctx), model, [steps, guidance, width, height], **private)
     random_seed_button.click(random_seed, None, seed, **private)
     reuse_seed_button.click(reuse_seed, last_seed, seed, **private)
-    generate.click(zero_gpu(180)(bind(generate_image, ctx)),
+    generated = generate.click(zero_gpu(180)(bind(generate_image, ctx)),
                    [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state],
                    [files, result_state], api_name="generate_image", **ctx.concurrency("image")).success(
         show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
         **private)
+    clear_errors_on_success(generated)
     stop.click(bind(stop_generation, ctx), None, None, **private)
     gallery.select(select_image, gallery_state, [selected, png_params], **private)
     png_file.change(read_png, png_file, png_params, **private)
     restore.click(bind(restore_controls, ctx), png_params,
                   [prompt, negative, model, steps, guidance, width, height, seed, scheduler, batch], **private)
 
-    return TabHandles(photo_source=selected, send_photo=send_photo, on_open=(bind(list_models, ctx), [model, notice]))
+    return TabHandles(photo_source=selected, send_photo=send_photo,
+                      on_open=(bind(list_models, ctx), [model, notice, generate]))

@@ -195,7 +195,7 @@ def status_label(entry: ModelEntry, language: str) -> str:
 def catalog_row(entry: ModelEntry, language: str) -> list[str]:
     spec = entry.spec
     yes, no = say("models.yes", language), say("models.no", language)
-    return [task_label(spec.task, language), spec.name, size_label(entry), spec.licence_in(language),
+    return [task_label(spec.task, language), spec.name, size_label(entry), spec.licence_text(language),
             yes if spec.commercial_use else f"⚠ {no}", languages_label(spec.languages, language),
             yes if spec.needs_gpu else no, status_label(entry, language)]
 
@@ -217,8 +217,8 @@ def details_text(entry: ModelEntry | None, language: str) -> str:
         return ""
     spec = entry.spec
     lines = [f"**{spec.name}** · {task_label(spec.task, language)} · {size_label(entry)}",
-             spec.description_in(language),
-             f"**{say('models.details_licence', language)}:** {spec.licence_in(language)}"
+             spec.description_text(language),
+             f"**{say('models.details_licence', language)}:** {spec.licence_text(language)}"
              + ("" if spec.commercial_use else " ⚠")]
     if entry.plan is not None:
         repos = ", ".join(dict.fromkeys(f"[{p.repo_id}](https://huggingface.co/{p.repo_id})" for p in entry.plan.parts))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.core.model_downloads import better_text_model_hint
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
-from .common import (StudioContext, TabHandles, bind, cancellable, friendly_errors, language_of, seed_value,
-                     show_notices)
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -88,11 +89,12 @@ add_strings(
 )
 
 
-def model_choices(ctx: StudioContext) -> list[tuple[str, str]]:
-    """Runnable models first; the others stay listed (choosing one explains how to install it)."""
+def model_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
+    """Runnable models first; the others stay listed with why not (choosing one explains how to install it)."""
     rows = ctx.catalog.available("text", check_network=False)
     ready = [(s.name, s.name) for s, a in rows if a.ok]
-    missing = [(f"{s.name} ({a.reason})", s.name) for s, a in rows if not a.ok]
+    missing = [(f"{s.name} ({a.reason_zh or a.reason if lang == 'zh' else a.reason})", s.name)
+               for s, a in rows if not a.ok]
     return ready + missing
 
 
@@ -143,7 +145,7 @@ def generate_text_stream(ctx: StudioContext, system, prompt, model, max_new_toke
                              temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
                              repetition_penalty=float(repetition_penalty),
                              no_repeat_ngram_size=int(no_repeat_ngram_size),
-                             num_return_sequences=int(num_return_sequences), seed=seed_value(seed),
+                             num_return_sequences=int(num_return_sequences), seed=seed,
                              runtime=ctx.runtime, stop=stop)
         yield "", info_text(stream, lang, done=False), None
         shown = 0  # notices appear while the stream runs (a trimmed prompt...): show each once, at once
@@ -172,16 +174,30 @@ def generate_text(ctx: StudioContext, prompt: str, model: str = "", max_new_toke
     """Write text with a language model; the reply streams (use Client.submit to read it as it comes)."""
     with ctx.jobs.running(request, TAB) as stop:
         stream = stream_text(prompt, model=model or None, max_new_tokens=int(max_new_tokens),
-                             temperature=float(temperature), top_p=float(top_p), seed=seed_value(seed),
+                             temperature=float(temperature), top_p=float(top_p), seed=seed,
                              runtime=ctx.runtime, stop=stop)
         for _ in stream:
             yield stream.texts[0]
         yield stream.result().text
 
 
-def refresh_models(ctx: StudioContext):
-    """Models dropped into models/text/ appear when the tab is opened."""
-    return gr.Dropdown(choices=model_choices(ctx))
+def model_hint(ctx: StudioContext, model: str | None, request: gr.Request) -> str:
+    """A tip while the tiny bundled model is in use: a better one to download (or pick, once downloaded)."""
+    hint = better_text_model_hint(ctx.runtime, model or None)
+    return f"💡 {hint.text(language_of(request, ctx.config.language))}" if hint else ""
+
+
+def refresh_models(ctx: StudioContext, model: str | None, request: gr.Request):
+    """Models dropped into models/text/ (or downloaded in the Models tab) appear when the tab is opened."""
+    lang = language_of(request, ctx.config.language)
+    return gr.Dropdown(choices=model_choices(ctx, lang)), model_hint(ctx, model, request)
+
+
+def on_load(ctx: StudioContext, model: str | None, request: gr.Request):
+    """When the page loads: the model list in the page's language; scripts are written in it by default."""
+    lang = language_of(request, ctx.config.language)
+    return (gr.Dropdown(choices=model_choices(ctx, lang)), ("zh" if lang == "zh" else "en"),
+            model_hint(ctx, model, request))
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -206,6 +222,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             system = gr.Textbox(label=t("text.system"), lines=2)
             prompt = gr.Textbox(label=t("text.prompt"), lines=5, placeholder=t("text.prompt_placeholder"))
             model = gr.Dropdown(model_choices(ctx), value=default, label=t("common.model"))
+            hint = gr.Markdown(elem_classes=["notice"])
             max_new_tokens = gr.Slider(1, 2048, value=256, step=1, label=t("text.max_new_tokens"))
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("text.temperature"))
             top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("text.top_p"))
@@ -219,7 +236,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 generate = gr.Button(t("common.generate"), variant="primary")
                 stop_button = gr.Button(t("common.stop"), variant="stop")
         with gr.Column(scale=3):
-            output = gr.Textbox(label=t("text.output"), lines=16, buttons=["copy"])
+            output = gr.Textbox(label=t("text.output"), lines=16, buttons=["copy"], elem_id="text-output")
             info = gr.Markdown()
             download = gr.File(label=t("text.download"), interactive=False)
             send_script = gr.Button(t("text.use_as_script"), visible=False)
@@ -231,11 +248,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     gr.on([persona.change, topic.change, seconds.change, script_language.change], bind(fill_twin_preset, ctx),
           preset_inputs[1:], twin_outputs, **private)
     # the page streams with every setting; the API below has the issue's exact parameters
-    generate.click(cancellable(zero_gpu(120)(bind(generate_text_stream, ctx))),
+    generated = generate.click(cancellable(zero_gpu(120)(bind(generate_text_stream, ctx))),
                    [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
                     no_repeat_ngram, num_sequences, seed], [output, info, download],
-                   api_visibility="private", show_progress="minimal", **ctx.concurrency("text"))
+                   api_visibility="private", show_progress="minimal", show_progress_on=output, **ctx.concurrency("text"))
+    clear_errors_on_success(generated)
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
+    model.change(bind(model_hint, ctx), model, hint, **private)
     gr.api(cancellable(zero_gpu(120)(bind(generate_text, ctx))), api_name="generate_text", **ctx.concurrency("text"))
 
-    return TabHandles(script_source=output, send_script=send_script, on_open=(bind(refresh_models, ctx), [model]))
+    return TabHandles(script_source=output, send_script=send_script,
+                      on_open=(bind(refresh_models, ctx), [model], [model, hint]),
+                      on_load=(bind(on_load, ctx), [model], [model, script_language, hint]))

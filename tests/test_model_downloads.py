@@ -360,7 +360,7 @@ def test_every_entry_has_chinese_text(models_dir):
     name_only = re.compile(r"[A-Za-z0-9 .+\-]*")
     for entry in model_entries(Catalog(models_dir)):
         spec = entry.spec
-        for english, chinese in ((spec.description, spec.description_in("zh")), (spec.licence, spec.licence_in("zh"))):
+        for english, chinese in ((spec.description, spec.description_text("zh")), (spec.licence, spec.licence_text("zh"))):
             assert name_only.fullmatch(english) or (chinese != english and re.search(r"[\u3000-\u9fff\uff00-\uffef]", chinese)), (spec.name, chinese)
 
 
@@ -415,8 +415,10 @@ def test_models_tab_rows_show_no_internal_paths_and_speak_chinese(ctx, models_di
     zh = {row[1]: row for row in catalog_rows(ctx, "zh")}
     assert zh["sd-turbo"][0] == "图像" and zh["sd-turbo"][7] == "未下载" and zh["sd-turbo"][4] == "⚠ 否"
     assert zh["my-own"][3] == "见模型自带的许可证"
-    details = details_text(entry_named(ctx, "qwen2.5-0.5b-instruct-gguf"), "zh")
-    assert "通义千问" in details and "models/text/qwen2.5-0.5b-instruct-q4_k_m.gguf" in details
+    qwen = entry_named(ctx, "qwen2.5-0.5b-instruct-gguf")
+    details = details_text(qwen, "zh")
+    assert qwen.spec.description_zh and qwen.spec.description_zh in details
+    assert "models/text/qwen2.5-0.5b-instruct-q4_k_m.gguf" in details
     assert str(models_dir) not in details
 
 

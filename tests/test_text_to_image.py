@@ -143,7 +143,7 @@ def test_bad_inputs_refused_before_loading(runtime, kwargs, message):
 
 
 def test_offline_hub_model_and_pickled_checkpoint_explained(runtime):
-    with pytest.raises(ModelLoadError, match="huggingface-cli download stabilityai/sd-turbo"):
+    with pytest.raises(ModelLoadError, match=r"Models tab \(`python -m pipelines.models download sd-turbo`\)"):
         generate(runtime, model="sd-turbo")
     ckpt = runtime.catalog.models_dir / "image" / "old.ckpt"
     ckpt.write_bytes(b"not really a pickle")

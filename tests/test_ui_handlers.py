@@ -160,23 +160,27 @@ def test_create_with_consent_animates_the_chosen_face_with_subtitles(ctx, two_fa
     from aigc_ui import twin_tab
 
     video, download, message, history = twin_tab.create_video(
-        ctx, photo=str(two_faces), script="Hello there.", voice="espeak-ng:en-us", recording=None, consent=True,
+        ctx, photo=str(two_faces), script="Hello there.", voice="auto", recording=None, consent=True,
         face_index=1, size="face", expression=1.0, still=False, subtitles=True, ai_label=True, seed=-1,
         engine="classic", request=EN)
     assert video == download and Path(video).is_file() and video in history
     params = json.loads(Path(video + ".json").read_text())  # the parameters beside the video
     assert params["face_index"] == 1 and params["faces_found"] == 2 and params["subtitles"] is True
     assert params["seed"] >= 0 and f"seed {params['seed']}" in message  # -1 became a seed, shown, not written back
-    assert message.startswith("Done:")
+    assert message.startswith("Done:") and "voice piper-joe-en," in message  # the voice "auto" picked
 
 
 @pytest.mark.slow
 def test_api_handler_takes_an_engine_and_a_recording(ctx, tmp_path):
     from aigc_ui import twin_tab
 
-    path = twin_tab.create_twin_video(ctx, str(PHOTO), "", "auto", str(tone(tmp_path / "v.wav")), "classic", EN)
+    from pipelines.twin.overlays import cjk_font_path
+
+    path = twin_tab.create_twin_video(ctx, str(PHOTO), "", "auto", str(tone(tmp_path / "v.wav")), "classic", ZH)
     params = json.loads(Path(path + ".json").read_text())
     assert params["engine"] == "classic" and params["audio"] == "recording" and params["ai_label"] is True
+    # the burned-in label follows the page's language (Chinese needs a CJK font, else it stays English)
+    assert params["label"] == ("AI 生成" if cjk_font_path() else "AI-generated")
 
 
 def test_an_engine_that_cannot_run_is_listed_with_its_reason_and_refused(tmp_path):
@@ -235,7 +239,7 @@ def test_reroll_replaces_only_the_picked_face(ctx):
 
     tiles, notes, grid, picked, picked_seed = face_tab.generate_faces(ctx, "dcgan-faces-64", 3, 40, 1.0, ZH)
     assert notes.startswith("使用的种子：40 到 42。")
-    assert [caption for _, caption in tiles] == ["seed 40", "seed 41", "seed 42"] and picked_seed == 40
+    assert [caption for _, caption in tiles] == ["种子 40", "种子 41", "种子 42"] and picked_seed == 40
     grid, picked, picked_seed = face_tab.pick_face(grid, Select(1))
     assert picked_seed == 41 and picked == grid["paths"][1]
     tiles, grid, picked, picked_seed = face_tab.reroll_face(ctx, "dcgan-faces-64", 1.0, grid, EN)
@@ -269,3 +273,35 @@ def test_save_my_voice_cleans_and_keeps_the_recording(ctx, tmp_path):
     assert voice_tab.kept_recording(ctx, "my-voice", EN) == cleaned
     with pytest.raises(gr.Error, match="请先上传或录制"):
         voice_tab.save_my_voice(ctx, None, "x", ZH)
+
+
+# ---------------------------------------------------------------- text-to-image
+def test_generate_is_disabled_until_a_text_to_image_model_can_run(tmp_path, tiny_sd_dir):
+    import shutil
+
+    from aigc_ui import image_tab
+
+    ctx = make_context(tmp_path)
+    dropdown, notice, generate = image_tab.list_models(ctx, EN)
+    assert generate.interactive is False and notice.visible is True  # the notice says how to add one
+    assert all("(" in label for label, _ in dropdown.choices)  # every model says why it cannot run
+    shutil.copytree(tiny_sd_dir, ctx.config.models_dir / "image" / "tiny-sd")
+    dropdown, notice, generate = image_tab.refresh_models(ctx, None, EN)
+    assert generate.interactive is True and notice.visible is False and dropdown.value == "tiny-sd"
+
+
+def test_text_tab_suggests_a_better_model_only_for_the_bundled_one(tmp_path, tiny_gpt2_dir):
+    import shutil
+
+    from aigc_ui import text_tab
+
+    ctx = make_context(tmp_path)
+    hint_en = text_tab.model_hint(ctx, "smollm2-135m-instruct", EN)
+    assert "Models tab" in hint_en and "qwen2.5" in hint_en
+    assert "模型" in text_tab.model_hint(ctx, "smollm2-135m-instruct", ZH)
+    assert text_tab.model_hint(ctx, "gpt2", EN) == ""
+    # a model of the user's own in models/text/ becomes the default over the tiny bundled one
+    shutil.copytree(tiny_gpt2_dir, ctx.config.models_dir / "text" / "my-gpt2")
+    from pipelines.text.generation import default_model
+
+    assert default_model(ctx.runtime) != "smollm2-135m-instruct"

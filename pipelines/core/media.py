@@ -1,8 +1,9 @@
 """Audio in, video out, with the ffmpeg binary that ``imageio-ffmpeg`` ships (no system ffmpeg needed).
 
-What it does: decodes any audio file to mono float32; streams RGB frames into an H.264 (yuv420p) +
-AAC MP4 as they are made, so memory does not grow with the clip's length; reads back what a video
-holds (codecs, pixel format, frame count, audio length) for tests and benchmarks.
+What it does: the one audio loader (any file ffmpeg reads -> mono float32, too-long files refused
+from their header before decoding); the one MP4 writer (RGB frames streamed into H.264 yuv420p + AAC
+as they are made, so memory does not grow with the clip's length); reads back what a video holds
+(codecs, pixel format, frame count, audio length) for tests and benchmarks.
 What it does not: edit or cut videos, or hold a clip in memory.
 """
 from __future__ import annotations
@@ -25,26 +26,84 @@ def ffmpeg_exe() -> str:
 
 
 # ---------------------------------------------------------------- audio
-def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and their rate. WAV/FLAC/OGG via soundfile, anything else via ffmpeg."""
+@dataclass
+class AudioHeader:
+    """What a file's header says, read without decoding the sound."""
+
+    seconds: float | None  # None when the container does not say (a live stream...)
+    sample_rate: int | None
+
+
+def read_audio_header(path: Path) -> AudioHeader:
+    """Length and rate from the header: libsndfile for the formats it knows, else ffmpeg's summary
+    (``ffmpeg -i`` reads the container, not the sound; imageio-ffmpeg ships no ffprobe)."""
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        if info.samplerate > 0 and info.frames > 0:
+            return AudioHeader(info.frames / info.samplerate, int(info.samplerate))
+    except Exception:  # noqa: BLE001 - not a format libsndfile knows
+        pass
+    summary = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                             capture_output=True, text=True, timeout=60).stderr
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", summary)
+    rate = re.search(r"Audio: .*?(\d+) Hz", summary)
+    seconds = int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)) if duration else None
+    return AudioHeader(seconds, int(rate.group(1)) if rate else None)
+
+
+def load_audio(path: str | Path, sample_rate: int | None = None, *,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] and their rate, from any audio (or video) file ffmpeg reads.
+
+    ``sample_rate``: resample to it (default: the file's own rate). ``max_seconds``: refuse longer
+    files, judged from the header before any decoding (and decoding stops just past it when the
+    header does not say), so a two-hour upload costs nothing. Empty, damaged or silent-less files
+    are refused with a clear message.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Audio file not found: {path.name}", zh=f"找不到音频文件：{path.name}")
-    if sample_rate is None:
+    if path.stat().st_size == 0:
+        raise UserError("The audio file is empty.", zh="音频文件是空的。")
+    # 1. The length, from the header
+    header = read_audio_header(path)
+    if max_seconds is not None and header.seconds is not None and header.seconds > max_seconds:
+        raise _too_long(header.seconds, max_seconds)
+    # 2. Decode: libsndfile in-process for wav/flac/ogg/mp3 at their own rate, else ffmpeg
+    samples, rate = None, None
+    if sample_rate in (None, header.sample_rate):
         try:
             import soundfile as sf
 
             audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            return np.ascontiguousarray(audio.mean(axis=1)), int(rate)
-        except Exception:  # noqa: BLE001 - not a format soundfile knows: let ffmpeg try
-            pass
-    rate = sample_rate or 24000
-    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate),
-                           "-f", "f32le", "-"], capture_output=True)
-    if proc.returncode != 0 or not proc.stdout:
-        raise UserError(f"Could not read the audio file {path.name}: it is not a sound file ffmpeg understands.",
-                        zh=f"无法读取音频文件 {path.name}：ffmpeg 无法识别它。")
-    return np.frombuffer(proc.stdout, np.float32).copy(), rate
+            samples = audio.mean(axis=1)
+        except Exception:  # noqa: BLE001 - not a format libsndfile knows: let ffmpeg try
+            samples = None
+    if samples is None:
+        rate = sample_rate or header.sample_rate or 22050
+        cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path)]
+        if max_seconds is not None:
+            cmd += ["-t", str(max_seconds + 1)]  # the header did not say: stop just past the limit
+        proc = subprocess.run(cmd + ["-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"], capture_output=True,
+                              timeout=600)
+        if proc.returncode != 0 or not proc.stdout:
+            raise UserError(f"Could not read the audio file {path.name}: it is damaged or not audio.",
+                            zh=f"无法读取音频文件 {path.name}：文件已损坏或不是音频。")
+        samples = np.frombuffer(proc.stdout, np.float32)
+    # 3. Check what came out
+    if max_seconds is not None and len(samples) / rate > max_seconds:
+        raise _too_long(len(samples) / rate, max_seconds)
+    if len(samples) == 0 or not np.isfinite(samples).all():
+        raise UserError("The audio file has no usable sound.", zh="音频文件中没有可用的声音。")
+    return np.ascontiguousarray(samples, dtype=np.float32), int(rate)
+
+
+def _too_long(seconds: float, limit: float) -> UserError:
+    return UserError(f"The recording is too long ({seconds / 60:.1f} minutes); the limit is {limit / 60:g} minutes. "
+                     "Please cut it.",
+                     zh=f"录音太长（{seconds / 60:.1f} 分钟），上限为 {limit / 60:g} 分钟。请剪短后再试。")
 
 
 def audio_duration(path: str | Path) -> float | None:

@@ -154,44 +154,6 @@ EXTRA_SPECS: tuple[ModelSpec, ...] = (
 )
 _EXTRA_BY_NAME = {spec.name: spec for spec in EXTRA_SPECS}
 
-# Chinese descriptions and licences of the catalog's own entries (the catalog may also carry its own
-# ``description_zh``/``licence_zh``: those win).
-CATALOG_ZH: dict[str, tuple[str, str]] = {
-    "smollm2-135m-instruct": ("SmolLM2 135M Instruct，llama.cpp 上的 Q4_1 GGUF：小巧、快速，仅支持英语", ""),
-    "qwen2.5-0.5b-instruct-gguf": ("通义千问 Qwen2.5 0.5B Instruct，Q4_K_M GGUF：CPU 上运行，中英文俱佳", ""),
-    "qwen2.5-0.5b-instruct": ("通义千问 Qwen2.5 0.5B Instruct，通过 transformers 运行（适合 GPU）", ""),
-    "gpt2": ("GPT-2 基础版：纯文本续写（英语）", ""),
-    "piper-joe-en": ("Piper 神经语音“joe”（美式英语）", "引擎 GPL-3.0；语音由许可受限的数据训练"),
-    "espeak-ng": ("eSpeak NG：支持它所知道的所有语言（包括普通话）；声音机械，但即时生成", ""),
-    "mms-tts-eng": ("MMS VITS 英语语音", ""),
-    "speecht5": ("SpeechT5 语音合成，配合说话人嵌入（英语）", ""),
-    "bark-small": ("Bark small（在 CPU 上很慢）", ""),
-    "sd-turbo": ("SD-Turbo：512 像素只需 1–4 步，CPU 上最快的演示", "Stability AI 社区许可证"),
-    "sdxl-turbo": ("SDXL-Turbo：512 像素只需 1–4 步", "Stability AI 社区许可证"),
-    "stable-diffusion-v1-5": ("Stable Diffusion 1.5", ""),
-    "stable-diffusion-v1-4": ("Stable Diffusion 1.4", ""),
-    "sdxl-base-1.0": ("SDXL base 1.0", ""),
-    "dcgan-faces-64": ("64x64 DCGAN 人脸生成器（64 像素，放大显示）；权重从 PyPI 上的 gan-face-generate 安装包"
-                       "（13 MB）读取一次，不安装其依赖", "MIT 代码；使用 DigiFace-1M 训练（仅限研究）"),
-    "ddpm-celebahq-256": ("DDPM 人脸，256 像素，1000 步", "Apache-2.0 代码；CelebA-HQ 数据（非商用）"),
-    "ldm-celebahq-256": ("潜在扩散（LDM）人脸，256 像素", "Apache-2.0 代码；CelebA-HQ 数据（非商用）"),
-    "portrait": ("用文生图模型按肖像提示词生成（需要一个可运行的文生图模型）", "所用文生图模型的许可证"),
-    "classic": ("基于面部关键点的变形，由音频驱动：离线运行，快于实时", "MIT（本项目）+ MediaPipe Face Mesh（Apache-2.0）"),
-    "musetalk": ("MuseTalk 1.5 神经口型同步，叠加在经典引擎的动作之上（UNet + sd-vae-ft-mse + Whisper tiny）。"
-                 "建议使用 GPU：CPU 上也能运行，但很慢。离线：放入 models/twin/musetalk/",
-                 "MIT 代码；权重允许任何用途（包括商用）"),
-    "did": ("D-ID 云端数字人，使用你自己的 D-ID API 密钥：照片和脚本或音频会发送到 D-ID；可用 D-ID 或本工作室的声音",
-            "D-ID 服务条款（付费；试用版视频带 D-ID 水印）"),
-    "whisper-tiny-en": ("Whisper tiny.en（CTranslate2，已内置）：离线识别英语单词及其时间", ""),
-}
-# Licences the scanner gives to models found in models/.
-LICENCE_ZH = {
-    "see the model's own licence": "见模型自带的许可证",
-    "your own training data": "你自己的训练数据",
-    "see the model card": "见模型卡片",
-    "the text-to-image model's licence": "所用文生图模型的许可证",
-}
-
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
@@ -252,13 +214,6 @@ class ModelEntry:
         return bool(self.state and self.state.installed)
 
 
-def with_chinese(spec: ModelSpec) -> ModelSpec:
-    """The spec with its Chinese description and licence filled in (its own first, then this module's)."""
-    description_zh, licence_zh = CATALOG_ZH.get(spec.name, ("", ""))
-    return replace(spec, description_zh=spec.description_zh or description_zh,
-                   licence_zh=spec.licence_zh or licence_zh or LICENCE_ZH.get(spec.licence, ""))
-
-
 TASK_ORDER = ("text", "image", "face", "voice", "asr", "twin")
 
 
@@ -268,7 +223,7 @@ def model_entries(catalog: Catalog) -> list[ModelEntry]:
     names = {s.name for s in specs}
     specs += [s for s in EXTRA_SPECS if s.name not in names]
     specs.sort(key=lambda s: TASK_ORDER.index(s.task) if s.task in TASK_ORDER else len(TASK_ORDER))
-    return [ModelEntry(with_chinese(s), PLANS.get(s.name),
+    return [ModelEntry(s, PLANS.get(s.name),
                        local_state(PLANS[s.name], catalog.models_dir) if s.name in PLANS else None)
             for s in specs]
 

@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ModelLoadError, UserError
+from ..core.native_logs import quiet_native_logs
 from ..core.runtime import Runtime
+
+quiet_native_logs()  # before mediapipe is imported: its C++ log lines stay out of what people read
 
 MAX_FACES = 5
 CACHE_KEY = "twin:face_mesh"

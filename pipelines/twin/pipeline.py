@@ -42,8 +42,7 @@ MAX_PHOTO_PIXELS = 100_000_000  # refuse to even decode more than this (a 20000 
 MIN_PHOTO_SIDE = 64
 MIN_FACE_WIDTH = 60  # pixels across the face in the (downscaled) photo
 OUTPUT_SIZES = ("face", "photo")  # a 512 px face crop, or the photo's own size up to 1080p
-AI_LABEL = "AI-generated · AI 生成"
-AI_LABEL_EN = "AI-generated"
+AI_LABELS = {"en": "AI-generated", "zh": "AI 生成"}  # the burned-in label, in the language asked for
 
 
 @dataclass
@@ -56,7 +55,7 @@ class TwinVideo:
     width: int
     height: int
     seed: int
-    voice: str  # the voice used, or "recording"
+    voice: str  # the voice(s) that spoke, comma-separated, or "recording"
     faces_found: int
     face_index: int
     notices: list[Notice] = field(default_factory=list)
@@ -198,7 +197,7 @@ def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | N
     # save=False: the video carries the speech; a side file would outlive a refused or stopped job
     speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, save=False)
     return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate),
-                  list(speech.timings or []), str(speech.voice), str(getattr(speech, "language", "")))
+                  list(speech.timings or []), ", ".join(speech.voices_used), str(getattr(speech, "language", "")))
 
 
 def _engine_speech(engine, runtime: Runtime, canvas: np.ndarray, face: fl.FaceLandmarks, script: str,
@@ -226,7 +225,7 @@ def _recording(audio: Any, runtime: Runtime, stop: StopToken | None, max_seconds
             samples = samples / float(np.iinfo(samples.dtype).max)
         samples = (samples.mean(axis=1) if samples.ndim == 2 else samples).astype(np.float32)
     else:
-        samples, rate = load_audio(audio)
+        samples, rate = load_audio(audio, max_seconds=max_seconds)  # too long: refused before decoding
     rate = int(rate)
     if not 0.2 <= len(samples) / max(rate, 1) <= max_seconds:  # the caller says why; no need to listen first
         return _Voice(samples, rate, [], "recording")
@@ -241,10 +240,13 @@ def _recording(audio: Any, runtime: Runtime, stop: StopToken | None, max_seconds
 def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None, audio: Any = None,
                       output_size: str = "face", face_index: int | None = None, expression: float = 1.0,
                       still: bool = False, subtitles: bool = False, ai_label: bool = True, fps: int = 25,
-                      seed: int = -1, engine: str = "classic", consent: bool = True, out: str | Path | None = None,
+                      seed: int = -1, engine: str = "classic", language: str = "en", consent: bool = True,
+                      out: str | Path | None = None,
                       max_seconds: float = MAX_SECONDS, runtime: Runtime | None = None,
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> TwinVideo:
-    """Animate ``photo`` speaking ``script`` in ``voice`` (or lip-syncing ``audio``) into an MP4."""
+    """Animate ``photo`` speaking ``script`` in ``voice`` (or lip-syncing ``audio``) into an MP4.
+
+    ``language`` ("en" or "zh") is the language of the burned-in "AI-generated" label."""
     from .driving import loudness_envelope
     from .engines import AnimationJob, AnimationOptions, load_engine
     from .overlays import Overlays, cjk_font_path, subtitle_cues, voiced_span
@@ -304,7 +306,11 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     h, w = canvas.shape[:2]
     shown = script.strip() or spoken.transcript  # a recording with no script: subtitle what Whisper heard
     cues = subtitle_cues(shown, seconds, spoken.timings, voiced_span(loudness, fps)) if subtitles and shown else []
-    label = (AI_LABEL if cjk_font_path() else AI_LABEL_EN) if ai_label else None
+    zh_label = language.startswith("zh") and cjk_font_path() is not None  # Chinese needs a CJK font
+    label = AI_LABELS["zh" if zh_label else "en"] if ai_label else None
+    if ai_label and language.startswith("zh") and not zh_label:
+        notices.append(Notice("No Chinese font found, so the AI-generated label is in English: install "
+                              "fonts-wqy-microhei.", "没有找到中文字体，因此“AI 生成”标识以英文显示：请安装 fonts-wqy-microhei。"))
     overlays = Overlays(w, h, fps, cues, label)
     if overlays.missing_font:
         notices.append(Notice("No Chinese font found, so the subtitles are left out: install fonts-wqy-microhei.",
@@ -318,6 +324,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
               "face_index": face_index, "faces_found": len(faces), "expression": float(expression),
               "still": bool(still), "subtitles": bool(cues), "ai_label": bool(ai_label), "fps": int(fps),
               "seed": seed, "seconds": round(seconds, 3), "size": [w, h], "ai_generated": True,
+              "label": label,
               "consent": "confirmed by the caller"}
     final = Path(out) if out else new_output_path(runtime.outputs_dir, "twin", ".mp4")
     metadata = {"title": "AI-generated digital twin video", "comment": json.dumps(params, ensure_ascii=False),
@@ -380,12 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="classic",
                         help="talking-head engine from the catalog: classic (offline, CPU), musetalk (GPU recommended), "
                              "did (D-ID's cloud, key in AIGC_DID_API_KEY)")
+    parser.add_argument("--language", choices=("en", "zh"), default="en", help="language of the AI-generated label")
     args = parser.parse_args(argv)
     try:
         result = create_twin_video(args.photo, script=args.text or "", voice=args.voice, audio=args.audio,
                                    output_size=args.size, face_index=args.face - 1, expression=args.expression,
                                    still=args.still, subtitles=args.subtitles, ai_label=True, fps=args.fps,
-                                   seed=args.seed, engine=args.engine, out=args.out)
+                                   seed=args.seed, engine=args.engine, language=args.language, out=args.out)
     except (UserError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

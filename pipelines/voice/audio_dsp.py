@@ -1,17 +1,14 @@
 """Small audio tools for speech, in numpy/scipy: resampling, tempo and pitch change, loudness,
-silence trimming, and reading user uploads safely (any format ffmpeg reads, bounded in length).
+silence trimming.
 
-What it does not: any synthesis (see tts_engines.py) or noise removal beyond trimming silence.
+What it does not: any synthesis (see engines.py), reading files (``core.media.load_audio`` does), or
+noise removal beyond trimming silence.
 """
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
-
-from ..core.errors import UserError
 
 TARGET_RMS_DBFS = -20.0  # speech loudness after normalisation (broadcast speech sits near -20..-16)
 PEAK_LIMIT = 0.97
@@ -114,51 +111,3 @@ def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = -40.
     start = max(0, loud[0] * frame - pad)
     end = min(len(audio), (loud[-1] + 1) * frame + pad)
     return audio[start:end]
-
-
-def read_audio_file(path: str | Path, max_seconds: float) -> tuple[int, np.ndarray]:
-    """Decode an upload to mono float32, refusing empty, corrupt or too long files with a clear message.
-
-    soundfile reads wav/flac/ogg/mp3; anything else (m4a, webm from a browser) goes through the
-    ffmpeg that imageio-ffmpeg ships, stopped just past ``max_seconds`` so a 2-hour file costs nothing.
-    """
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise UserError("The audio file is empty.", zh="音频文件是空的。")
-    too_long = UserError(f"The recording is too long: at most {max_seconds / 60:.0f} minutes, please cut it.",
-                         zh=f"录音太长：最多 {max_seconds / 60:.0f} 分钟，请剪短后再上传。")
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        if info.frames / info.samplerate > max_seconds:
-            raise too_long
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except UserError:
-        raise
-    except Exception:  # noqa: BLE001 - not a format libsndfile knows: try ffmpeg
-        rate, audio = _decode_with_ffmpeg(path, max_seconds)
-        if len(audio) / rate > max_seconds:
-            raise too_long from None
-        audio = audio[:, None]
-    mono = audio.mean(axis=1).astype(np.float32)
-    if len(mono) == 0 or not np.isfinite(mono).all():
-        raise UserError("The audio file has no usable sound.", zh="音频文件中没有可用的声音。")
-    return int(rate), mono
-
-
-def _decode_with_ffmpeg(path: Path, max_seconds: float, rate: int = 22050) -> tuple[int, np.ndarray]:
-    corrupt = UserError("Could not read this audio file: it is damaged or not audio.",
-                        zh="无法读取此音频文件：文件已损坏或不是音频。")
-    try:
-        import imageio_ffmpeg
-
-        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:  # noqa: BLE001
-        raise corrupt from None
-    cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(path), "-t", str(max_seconds + 1), "-vn",
-           "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
-    done = subprocess.run(cmd, capture_output=True, timeout=300)
-    if done.returncode != 0 or not done.stdout:
-        raise corrupt
-    return rate, np.frombuffer(done.stdout, dtype=np.float32).copy()

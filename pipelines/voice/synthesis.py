@@ -37,9 +37,10 @@ from ..core.runtime import Runtime
 from .text_normalize import (Segment, dominant_language, has_speakable_content, plan_segments,
                              strip_unspeakable)
 from .engines import EngineAudio, EspeakEngine, PiperEngine, Timing, TransformersEngine, bundled_piper_voice
-from .audio_dsp import normalize_loudness, pitch_shift, read_audio_file, resample, silence, trim_silence
+from ..core.media import load_audio
+from .audio_dsp import normalize_loudness, pitch_shift, resample, silence, trim_silence
 
-__all__ = ["SpeechResult", "SpeechChunk", "Timing", "synthesize_speech", "stream_speech", "list_voices",
+__all__ = ["SpeechResult", "SpeechChunk", "SpeechStream", "Timing", "synthesize_speech", "stream_speech", "list_voices",
            "voice_choices", "voice_for_language", "save_my_voice", "list_my_voices", "cloning_models",
            "VOICE_CLONING_HELP", "min_speech_seconds"]
 
@@ -69,14 +70,19 @@ VOICE_CLONING_HELP = {
 @dataclass
 class SpeechResult:
     sample_rate: int
-    audio: np.ndarray  # mono float32
+    audio: np.ndarray | None  # mono float32 (None from a stream made without keep_audio: see path)
     timings: list[Timing]
-    voice: str
+    voice: str  # the voice asked for ("auto"...); params["voices_used"] lists the voices that spoke
     language: str
     path: Path | None = None  # the saved wav/mp3 (None when save=False)
     duration: float = 0.0
     notices: list[Notice] = field(default_factory=list)
     params: dict = field(default_factory=dict)
+    stopped: bool = False  # Stop was pressed: audio and file hold what was spoken until then
+
+    @property
+    def voices_used(self) -> list[str]:
+        return list(self.params.get("voices_used", [])) or [self.voice]
 
 
 @dataclass
@@ -113,6 +119,91 @@ class _Voice:
 
 
 # ================================================================ public API
+class SpeechStream:
+    """Iterate it to get each ``SpeechChunk`` as soon as it is spoken; ``result()`` gives the ``SpeechResult``.
+
+    Made by ``stream_speech()``, which checks the inputs and plans the voices at once (engines load
+    on the first ``next()``). With ``save`` the file is written as the pieces come, so memory stays
+    flat however long the text; the samples are kept for ``result().audio`` only with ``keep_audio``.
+    Stop ends the stream at the next piece: ``stopped`` is then True and the file keeps what was spoken.
+    """
+
+    def __init__(self, *, plan: list, chosen: "_Voice", language: str, speed: float, pitch: float, normalize: bool,
+                 sentence_pause: float, output_format: str, save: bool, keep_audio: bool, params: dict,
+                 notices: list[Notice], runtime: Runtime, stop: StopToken | None, on_progress: ProgressFn | None):
+        self._plan, self._chosen, self._runtime, self._stop, self._on_progress = plan, chosen, runtime, stop, on_progress
+        self._speed, self._pitch, self._normalize, self._pause = speed, pitch, normalize, sentence_pause
+        self._format, self._save, self._keep = output_format, save, keep_audio
+        self.voice, self.language, self.params, self.notices = chosen.name, language, params, notices
+        self.sample_rate: int | None = None
+        self.path: Path | None = None
+        self.stopped = False
+        self.duration = 0.0  # seconds spoken so far
+        self.timings: list[Timing] = []
+        self._pieces: list[np.ndarray] = []
+        self._started = self._finished = False
+
+    def __iter__(self) -> Iterator[SpeechChunk]:
+        if self._started:
+            raise RuntimeError("a SpeechStream can be read once")
+        self._started = True
+        plan = self._plan
+        writer = _IncrementalWriter(self._runtime.outputs_dir, self._format) if self._save else None
+        position = 0  # samples made so far
+        try:
+            for index, (segment, piece_voice) in enumerate(plan):
+                check_stop(self._stop)
+                report(self._on_progress, index / len(plan), f"{index + 1}/{len(plan)}")
+                spoken = _speak(segment.text, piece_voice, segment.language, self._speed, self._pitch, self._runtime)
+                if self.sample_rate is None:
+                    self.sample_rate = spoken.sample_rate
+                rate = self.sample_rate
+                audio = resample(spoken.audio, spoken.sample_rate, rate)  # times in seconds do not change
+                if self._normalize:
+                    audio = normalize_loudness(audio)
+                pause = silence(_pause_before(plan, index, self._pause), rate)
+                start = (position + len(pause)) / rate
+                timings = [Timing(start + t.start, start + t.end, t.text, t.kind) for t in spoken.timings]
+                timings.append(Timing(start, start + len(audio) / rate, segment.text, "sentence"))
+                block = np.concatenate([pause, audio]).astype(np.float32)
+                if writer is not None:
+                    writer.write(block, rate)
+                if self._keep:
+                    self._pieces.append(block)
+                self.timings.extend(timings)
+                chunk_start, position = position / rate, position + len(block)
+                self.duration = position / rate
+                yield SpeechChunk(index, len(plan), rate, block, chunk_start, timings, segment.text,
+                                  segment.language, piece_voice.name)
+            report(self._on_progress, 1.0, "done")
+        except Stopped:
+            if self._stop is not None and self._stop.discard:  # the caller is gone (cancel, closed tab)
+                if writer is not None:
+                    writer.discard()  # keep nothing
+                raise
+            self.stopped = True  # keep what was made so far: the file is finished below, then the caller decides
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
+        if writer is not None:
+            self.path = writer.finish(self.params | {"stopped": self.stopped})
+        self._finished = True
+
+    def result(self) -> SpeechResult:
+        """Read the rest of the stream (if any) and return what was made."""
+        if not self._started:
+            for _ in self:
+                pass
+        elif not self._finished:
+            raise RuntimeError("result() of a SpeechStream that is still being read")
+        rate = self.sample_rate or 22050
+        audio = np.concatenate(self._pieces) if self._pieces else (np.zeros(0, np.float32) if self._keep else None)
+        return SpeechResult(sample_rate=rate, audio=audio, timings=list(self.timings), voice=self.voice,
+                            language=self.language, path=self.path, duration=self.duration,
+                            notices=list(self.notices), params=dict(self.params), stopped=self.stopped)
+
+
 def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None,
                       pitch: float = 0.0, normalize: bool = True, sentence_pause: float = 0.35,
@@ -121,39 +212,21 @@ def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0
 
     ``pitch`` is in semitones, ``speed`` 0.5-2 (1 = normal), ``sentence_pause`` in seconds.
     With ``save`` the speech is also written under outputs/voice/ (``output_format`` wav or mp3).
+    Stop raises ``Stopped`` (use ``stream_speech`` to keep what was spoken).
     """
-    runtime = runtime or Runtime.default()
-    pieces: list[np.ndarray] = []
-    timings: list[Timing] = []
-    stream = stream_speech(text, voice=voice, speed=speed, runtime=runtime, stop=stop, on_progress=on_progress,
+    result = stream_speech(text, voice=voice, speed=speed, runtime=runtime, stop=stop, on_progress=on_progress,
                            pitch=pitch, normalize=normalize, sentence_pause=sentence_pause,
-                           output_format=output_format, save=save)
-    summary = None
-    while True:
-        try:
-            chunk = next(stream)
-        except StopIteration as done:
-            summary = done.value
-            break
-        pieces.append(chunk.audio)
-        timings.extend(chunk.timings)
-    if summary["stopped"]:
+                           output_format=output_format, save=save, keep_audio=True).result()
+    if result.stopped:
         raise Stopped()
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return SpeechResult(sample_rate=summary["sample_rate"], audio=audio, timings=timings, voice=summary["voice"],
-                        language=summary["language"], path=summary["path"], duration=len(audio) / summary["sample_rate"],
-                        notices=summary["notices"], params=summary["params"])
+    return result
 
 
 def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                   stop: StopToken | None = None, on_progress: ProgressFn | None = None, pitch: float = 0.0,
                   normalize: bool = True, sentence_pause: float = 0.35, output_format: str = "wav",
-                  save: bool = True) -> Iterator[SpeechChunk]:
-    """Yield each spoken piece as soon as it is made, writing the output file as it goes.
-
-    Returns (as the generator's value) a dict: sample_rate, voice, language, path, notices, params,
-    stopped. On Stop it ends early and the file keeps what was spoken so far (stopped=True).
-    """
+                  save: bool = True, keep_audio: bool = False) -> SpeechStream:
+    """Check the request and return a ``SpeechStream``: iterate it for each spoken piece as it is made."""
     runtime = runtime or Runtime.default()
     # 1. Check inputs (before any model loads)
     text = _check_text(text)
@@ -169,47 +242,11 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
     params = dict(text=text[:2000], voice=chosen.name, speed=speed, pitch=pitch, normalize=normalize,
                   sentence_pause=sentence_pause, language=language,
                   voices_used=sorted({v.name for _, v in plan}), characters=len(text))
-
-    # 3. Speak piece by piece, writing the file incrementally
-    sample_rate: int | None = None
-    writer = _IncrementalWriter(runtime.outputs_dir, output_format) if save else None
-    position = 0  # samples written so far
-    try:
-        for index, (segment, piece_voice) in enumerate(plan):
-            check_stop(stop)
-            report(on_progress, index / len(plan), f"{index + 1}/{len(plan)}")
-            spoken = _speak(segment.text, piece_voice, segment.language, speed, pitch, runtime)
-            if sample_rate is None:
-                sample_rate = spoken.sample_rate
-            audio = resample(spoken.audio, spoken.sample_rate, sample_rate)  # times in seconds do not change
-            if normalize:
-                audio = normalize_loudness(audio)
-            pause = silence(_pause_before(plan, index, sentence_pause), sample_rate)
-            start = (position + len(pause)) / sample_rate
-            timings = [Timing(start + t.start, start + t.end, t.text, t.kind) for t in spoken.timings]
-            timings.append(Timing(start, start + len(audio) / sample_rate, segment.text, "sentence"))
-            block = np.concatenate([pause, audio]).astype(np.float32)
-            if writer is not None:
-                writer.write(block, sample_rate)
-            position += len(block)
-            yield SpeechChunk(index, len(plan), sample_rate, block, position / sample_rate - len(block) / sample_rate,
-                              timings, segment.text, segment.language, piece_voice.name)
-        report(on_progress, 1.0, "done")
-    except Stopped:
-        if stop is not None and stop.discard:  # the caller is gone (cancel, closed tab): keep nothing
-            if writer is not None:
-                writer.discard()
-            raise
-        stopped = True  # keep what was made so far: the file is finished below, then the caller decides
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
-    else:
-        stopped = False
-    path = writer.finish(params | {"stopped": stopped}) if writer is not None else None
-    return dict(sample_rate=sample_rate or 22050, voice=chosen.name, language=language, path=path,
-                notices=notices, params=params, stopped=stopped)
+    # 3. Speaking happens as the stream is read
+    return SpeechStream(plan=plan, chosen=chosen, language=language, speed=speed, pitch=pitch, normalize=normalize,
+                        sentence_pause=sentence_pause, output_format=output_format, save=save,
+                        keep_audio=keep_audio, params=params, notices=notices, runtime=runtime, stop=stop,
+                        on_progress=on_progress)
 
 
 def list_voices(runtime: Runtime | None = None) -> list[str]:
@@ -217,26 +254,29 @@ def list_voices(runtime: Runtime | None = None) -> list[str]:
     return [name for name, _ready, _label in voice_choices(runtime)]
 
 
-def voice_choices(runtime: Runtime | None = None) -> list[tuple[str, bool, str]]:
-    """(name, can run now, short description) for every voice, runnable ones first."""
+def voice_choices(runtime: Runtime | None = None, language: str = "en") -> list[tuple[str, bool, str]]:
+    """(name, can run now, short description in ``language``) for every voice, runnable ones first."""
     runtime = runtime or Runtime.default()
-    ready: list[tuple[str, bool, str]] = [(AUTO, True, "picks a voice by language / 按语言自动选择")]
+    zh = language.startswith("zh")
+    ready: list[tuple[str, bool, str]] = [(AUTO, True, "按语言自动选择语音" if zh else "picks a voice by language")]
     later: list[tuple[str, bool, str]] = []
     espeak_entry = None
     for spec, status in runtime.catalog.available("voice", check_network=False):
         if spec.backend == "espeak":
             espeak_entry = (spec, status)
             continue
-        row = (spec.name, status.ok, f"{spec.description or spec.source} [{'/'.join(spec.languages)}]"
-               + ("" if status.ok else f" ({status.reason})"))
+        reason = (status.reason_zh or status.reason) if zh else status.reason
+        row = (spec.name, status.ok, f"{spec.description_text(language) or spec.source} [{'/'.join(spec.languages)}]"
+               + ("" if status.ok else f" ({reason})"))
         (ready if status.ok else later).append(row)
     if espeak_entry and espeak_entry[1].ok:
         codes = _espeak(runtime).voices
         first = [c for c in ("cmn", "en-us", "en-gb-x-rp", "yue") if c in codes]
-        ready.append((ESPEAK, True, "eSpeak NG, language picked from the text"))
+        ready.append((ESPEAK, True, "eSpeak NG，按文本选择语言" if zh else "eSpeak NG, language picked from the text"))
         ready.extend((f"{ESPEAK}:{c}", True, f"eSpeak NG {c}") for c in first + [c for c in codes if c not in first])
     elif espeak_entry:
-        later.append((ESPEAK, False, espeak_entry[1].reason))
+        status = espeak_entry[1]
+        later.append((ESPEAK, False, (status.reason_zh or status.reason) if zh else status.reason))
     return ready + later
 
 
@@ -261,7 +301,7 @@ def save_my_voice(path: str | Path, name: str, runtime: Runtime | None = None) -
         raise UserError("Please upload or record your voice first.", zh="请先上传或录制你的声音。")
     slug = _safe_name(name)
     # 2. Decode (bounded in length), then clean
-    rate, audio = read_audio_file(path, MAX_MY_VOICE_SECONDS)
+    audio, rate = load_audio(path, max_seconds=MAX_MY_VOICE_SECONDS)
     audio = resample(audio, rate, MY_VOICE_RATE)
     audio = trim_silence(audio, MY_VOICE_RATE)
     if len(audio) < MIN_MY_VOICE_SECONDS * MY_VOICE_RATE or float(np.max(np.abs(audio), initial=0)) < 1e-3:
