@@ -17,7 +17,8 @@ from pipelines.core.outputs import remove_partial_files
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
-from . import batch_tab, face_tab, image_tab, models_tab, my_data, text_tab, twin_tab, voice_tab
+from . import (batch_tab, face_tab, image_tab, models_tab, my_data, provenance_tab, text_tab, twin_tab,
+               voice_tab)
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
 from .language import PageLanguageMiddleware
@@ -31,6 +32,7 @@ TABS = (
     ("voice", "tab.voice", voice_tab),
     ("twin", "tab.twin", twin_tab),
     ("batch", "tab.batch", batch_tab),
+    ("provenance", "tab.provenance", provenance_tab),
     ("models", "tab.models", models_tab),
 )
 

@@ -149,6 +149,13 @@ class TabHandles:
     on_load: tuple | None = None
 
 
+def provenance_checkbox() -> gr.Checkbox:
+    """The per-tab setting for the invisible watermark and Content Credentials (on by default)."""
+    from .i18n import t
+
+    return gr.Checkbox(value=True, label=t("common.provenance"), info=t("common.provenance_info"))
+
+
 def language_of(request: gr.Request | None, default: str = "auto") -> str:
     """The user's language for server-made messages: the page's choice (cookie set by language.py),
     then the browser's Accept-Language, else the default."""

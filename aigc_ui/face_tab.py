@@ -13,7 +13,7 @@ from pipelines.face import synthesis as faces
 from pipelines.face.synthesis import DEFAULT_MODEL, MAX_COUNT
 
 from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
-                     pass_through, progress_callback, show_notices)
+                     pass_through, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -115,13 +115,16 @@ def describe_model(ctx: StudioContext, name: str, request: gr.Request) -> str:
 
 
 @friendly_errors
-def generate_faces(ctx: StudioContext, model, count, seed, truncation, request: gr.Request, progress=gr.Progress()):
-    """A grid of faces; the first one is picked. The parameter names are the API's."""
+def generate_faces(ctx: StudioContext, model, count, seed, truncation, provenance: bool = True,
+                   request: gr.Request = None, progress=gr.Progress()):
+    """A grid of faces; the first one is picked. The parameter names are the API's (``provenance``: the
+    saved PNGs get an invisible watermark and Content Credentials)."""
     language = _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed,
-                                      truncation=truncation, save=True, runtime=ctx.runtime_for(request),
-                                      stop=token, on_progress=progress_callback(progress, language))
+                                      truncation=truncation, save=True, provenance=bool(provenance),
+                                      runtime=ctx.runtime_for(request), stop=token,
+                                      on_progress=progress_callback(progress, language))
     show_notices(result.notices, language)
     text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
     state = {"seeds": result.seeds, "paths": [str(p) for p in result.paths], "picked": 0}
@@ -138,7 +141,8 @@ def pick_face(state: dict, evt: gr.SelectData):
 
 
 @friendly_errors
-def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Request, progress=gr.Progress()):
+def reroll_face(ctx: StudioContext, model, truncation, state, provenance: bool = True, request: gr.Request = None,
+                progress=gr.Progress()):
     """Replace the picked tile with a face from a new random seed; the other tiles stay."""
     state = state or EMPTY_GRID
     if state.get("picked") is None or not state["paths"]:
@@ -146,7 +150,8 @@ def reroll_face(ctx: StudioContext, model, truncation, state, request: gr.Reques
     index, language = state["picked"], _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1, seed=-1, truncation=truncation,
-                                      save=True, runtime=ctx.runtime_for(request), stop=token,
+                                      save=True, provenance=bool(provenance),
+                                      runtime=ctx.runtime_for(request), stop=token,
                                       on_progress=progress_callback(progress, language))
     show_notices([n for n in result.notices if n.level == "warning"], language)  # not the same info again
     seeds, paths = list(state["seeds"]), list(state["paths"])
@@ -198,6 +203,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             count = gr.Slider(1, MAX_COUNT, value=8, step=1, label=t("face.count"))
             seed = gr.Number(label=t("common.seed"), value=-1, precision=0)
             truncation = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label=t("face.truncation"))
+            mark = provenance_checkbox()
             with gr.Row():
                 generate = gr.Button(t("common.generate"), variant="primary")
                 stop = gr.Button(t("common.stop"), variant="stop")
@@ -223,14 +229,16 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                     gif = gr.Image(label=t("face.gif"), type="filepath", interactive=False)
                     mp4 = gr.Video(label=t("face.mp4"), interactive=False)
     grid = gr.State(dict(EMPTY_GRID))
+    mark_state = gr.State(True)  # off the API signature: API calls are always marked
 
     private = dict(queue=False, api_visibility="private")
     model.change(bind(describe_model, ctx), model, model_info, **private)
-    generated = generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation],
+    mark.change(pass_through, mark, mark_state, **private)
+    generated = generate.click(zero_gpu(120)(bind(generate_faces, ctx)), [model, count, seed, truncation, mark_state],
                    [gallery, notes, grid, picked, picked_seed], api_name="generate_faces", show_progress_on=gallery,
                    **ctx.concurrency("face"))
     gallery.select(pick_face, grid, [grid, picked, picked_seed], **private)
-    rerolled = reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid], [gallery, grid, picked, picked_seed],
+    rerolled = reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid, mark_state], [gallery, grid, picked, picked_seed],
                  api_name="reroll_face", show_progress_on=picked, **ctx.concurrency("face"))
     picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
     morphed = morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],

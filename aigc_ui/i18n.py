@@ -92,6 +92,8 @@ add_strings(
         "common.stopped": "Stopped.",
         "common.error_unexpected": "Something went wrong: {error}. The studio is still running; please try again.",
         "common.busy": "Working…",
+        "common.provenance": "Mark as AI-generated: invisible watermark + Content Credentials",
+        "common.provenance_info": "On by default. Platforms and the Check-a-file tab can then tell the file is AI-generated, even after a screenshot or re-encoding.",
     },
     zh={
         "app.title": "## AIGC 数字分身工作室",
@@ -111,5 +113,7 @@ add_strings(
         "common.stopped": "已停止。",
         "common.error_unexpected": "出错了：{error}。工作室仍在运行，请重试。",
         "common.busy": "处理中……",
+        "common.provenance": "标记为 AI 生成：隐形水印 + 内容凭证",
+        "common.provenance_info": "默认开启。各平台和“检查文件”页可据此识别文件为 AI 生成，即使被截图或重新编码。",
     },
 )

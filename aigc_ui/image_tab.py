@@ -16,7 +16,7 @@ from pipelines.core.png_metadata import read_png_parameters
 from pipelines.image import text_to_image as t2i
 
 from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
-                     pass_through, progress_callback, show_notices)
+                     pass_through, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -145,15 +145,17 @@ def reuse_seed(used):
 
 @friendly_errors
 def generate_image(ctx: StudioContext, prompt, negative_prompt, model, steps, guidance, width, height, seed,
-                   batch_size, scheduler_name, request: gr.Request, progress=gr.Progress()):
-    """Make the images; the parameter names are the API's: /generate_image(prompt, negative_prompt, model, ...)."""
+                   batch_size, scheduler_name, provenance: bool = True, request: gr.Request = None,
+                   progress=gr.Progress()):
+    """Make the images; the parameter names are the API's: /generate_image(prompt, negative_prompt, model, ...).
+    ``provenance``: the saved PNGs get an invisible watermark and Content Credentials."""
     started, lang = time.perf_counter(), language_of(request)
     with ctx.jobs.running(request, TAB) as token:
         result = t2i.generate_images(
             prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
             width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
-            scheduler=scheduler_name, runtime=ctx.runtime_for(request), stop=token,
-            on_progress=progress_callback(progress, lang))
+            scheduler=scheduler_name, provenance=bool(provenance), runtime=ctx.runtime_for(request),
+            stop=token, on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
                   seeds=", ".join(map(str, result.seeds)))
@@ -238,6 +240,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 seed = gr.Number(label=t("common.seed"), value=-1, precision=0, scale=3)
                 random_seed_button = gr.Button(t("image.random_seed"), scale=1, size="sm")
                 reuse_seed_button = gr.Button(t("image.reuse_seed"), scale=1, size="sm")
+            mark = provenance_checkbox()
             with gr.Row():
                 generate = gr.Button(t("common.generate"), variant="primary", scale=3, interactive=any_runnable)
                 stop = gr.Button(t("common.stop"), variant="stop", scale=1)
@@ -256,19 +259,21 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     # Session state: batch size and scheduler stay off the API signature; the gallery keeps this session's files.
     batch_state = gr.State(1)
     scheduler_state = gr.State(t2i.DEFAULT_SCHEDULER)
+    mark_state = gr.State(True)  # API calls are always marked
     gallery_state = gr.State([])
     result_state = gr.State(None)
     last_seed = gr.State(None)
 
     private = dict(queue=False, api_visibility="private")
     batch.change(pass_through, batch, batch_state, **private)
+    mark.change(pass_through, mark, mark_state, **private)
     scheduler.change(pass_through, scheduler, scheduler_state, **private)
     refresh.click(bind(refresh_models, ctx), model, [model, notice, generate], **private)
     model.input(bind(apply_model_defaults, ctx), model, [steps, guidance, width, height], **private)
     random_seed_button.click(random_seed, None, seed, **private)
     reuse_seed_button.click(reuse_seed, last_seed, seed, **private)
     generated = generate.click(zero_gpu(180)(bind(generate_image, ctx)),
-                   [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state],
+                   [prompt, negative, model, steps, guidance, width, height, seed, batch_state, scheduler_state, mark_state],
                    [files, result_state], api_name="generate_image", **ctx.concurrency("image")).success(
         show_result, [result_state, gallery_state], [gallery, gallery_state, status, selected, png_params, last_seed],
         **private)

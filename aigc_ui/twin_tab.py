@@ -22,7 +22,7 @@ from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
 from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
-                     language_of, photo_input, progress_callback, show_notices)
+                     language_of, photo_input, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -61,6 +61,11 @@ add_strings(
         "twin.still": "Still mode (only the mouth moves)",
         "twin.subtitles": "Burn in subtitles",
         "twin.ai_label": "Show an \"AI-generated\" label",
+        "twin.label_corner": "Label corner (it moves if it would cover the mouth)",
+        "twin.corner_tl": "Top left",
+        "twin.corner_tr": "Top right",
+        "twin.corner_bl": "Bottom left",
+        "twin.corner_br": "Bottom right",
         "twin.engine": "Engine (how the face is animated)",
         "twin.engine_cannot_run": "The engine \"{name}\" cannot run here: {reason}. Choose another engine, or install it and open this tab again.",
         "twin.create": "Create video",
@@ -136,6 +141,11 @@ add_strings(
         "twin.still": "静止模式（只有嘴动）",
         "twin.subtitles": "烧录字幕",
         "twin.ai_label": "显示“AI 生成”标识",
+        "twin.label_corner": "标识位置（若会挡住嘴巴则自动移开）",
+        "twin.corner_tl": "左上",
+        "twin.corner_tr": "右上",
+        "twin.corner_bl": "左下",
+        "twin.corner_br": "右下",
         "twin.engine": "引擎（让人脸动起来的方式）",
         "twin.engine_cannot_run": "引擎“{name}”无法在此运行：{reason}。请选择其他引擎，或安装它后重新打开此页。",
         "twin.create": "生成视频",
@@ -290,7 +300,8 @@ def warn_if_engine_cannot_run(ctx: StudioContext, engine: str, request: gr.Reque
 
 def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: bool, face_index=None,
                 output_size: str = "face", expression: float = 1.0, still: bool = False, subtitles: bool = False,
-                ai_label: bool = True, seed=-1, engine: str = "classic", did_key=None, request=None, progress=None):
+                ai_label: bool = True, seed=-1, engine: str = "classic", did_key=None, label_corner: str = "top-left",
+                provenance: bool = True, request=None, progress=None):
     """The one way both the wizard and the API make a video: checks, the pipeline, notices shown.
     ``did_key``: this browser session's D-ID key (the D-ID engine uses it, else one this caller may use)."""
     lang = language_of(request)
@@ -307,8 +318,9 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
             audio=audio or None, output_size=output_size or "face",
             face_index=int(face_index) if face_index not in (None, "") else None,
             expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
-            seed=-1 if seed in (None, "") else seed, engine=engine, language=lang, consent=True, runtime=runtime,
-            stop=token, on_progress=progress_callback(progress, lang))
+            seed=-1 if seed in (None, "") else seed, engine=engine, language=lang, label_corner=label_corner or "top-left",
+            provenance=bool(provenance), consent=True, runtime=runtime, stop=token,
+            on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     return result
 
@@ -321,14 +333,14 @@ def done_message(result, lang: str) -> str:
 
 @friendly_errors
 def create_video(ctx: StudioContext, photo, script, voice, recording, consent, face_index, size, expression,
-                 still, subtitles, ai_label, seed, engine, did_key=None, request: gr.Request = None,
-                 progress=gr.Progress()):
+                 still, subtitles, ai_label, seed, engine, did_key=None, label_corner="top-left", provenance=True,
+                 request: gr.Request = None, progress=gr.Progress()):
     """The wizard's Create button. The seed box keeps what the user typed (-1 stays -1); the seed used
     is in the message, to be reused. ``did_key``: the session's D-ID key (a gr.State, kept on the server)."""
     result = render_twin(ctx, photo=photo, script=script, voice=voice, audio=recording, consent=consent,
                          face_index=face_index, output_size=size, expression=expression, still=still,
                          subtitles=subtitles, ai_label=ai_label, seed=seed, engine=engine, did_key=did_key,
-                         request=request, progress=progress)
+                         label_corner=label_corner, provenance=provenance, request=request, progress=progress)
     path = str(result.path)
     return path, path, done_message(result, language_of(request)), list_history(ctx, request)
 
@@ -589,6 +601,10 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                         still = gr.Checkbox(label=t("twin.still"), value=False)
                         subtitles = gr.Checkbox(label=t("twin.subtitles"), value=False)
                         ai_label = gr.Checkbox(label=t("twin.ai_label"), value=True)
+                    label_corner = gr.Radio([(t("twin.corner_tl"), "top-left"), (t("twin.corner_tr"), "top-right"),
+                                             (t("twin.corner_bl"), "bottom-left"), (t("twin.corner_br"), "bottom-right")],
+                                            value="top-left", label=t("twin.label_corner"))
+                    mark = provenance_checkbox()
                     seed = gr.Number(label=t("common.seed"), value=-1, precision=0)
                     with gr.Row():
                         create = gr.Button(t("twin.create"), variant="primary")
@@ -656,7 +672,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     did_forget.click(bind(forget_did_key, ctx), None, [did_key, did_key_box, did_status], queue=False, **private)
     created = create.click(cancellable(zero_gpu(300)(bind(create_video, ctx))),
                            [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
-                            ai_label, seed, engine, did_key], [video, download, info, history],
+                            ai_label, seed, engine, did_key, label_corner, mark], [video, download, info, history],
                            show_progress_on=video, **private, **ctx.concurrency("video"))  # one progress bar
     api_trigger.click(cancellable(zero_gpu(300)(bind(create_twin_video, ctx))),
                       [api_photo, api_script, api_voice, api_audio, api_engine], video,

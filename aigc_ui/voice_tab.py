@@ -15,12 +15,12 @@ import gradio as gr
 from pipelines.voice import synthesis as speech
 
 from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
-                     language_of, pass_through, progress_callback, show_notices)
+                     language_of, pass_through, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
 TAB = "voice"
-DEFAULT_SETTINGS = {"pitch": 0.0, "normalize": True, "pause": 0.35, "format": "wav"}
+DEFAULT_SETTINGS = {"pitch": 0.0, "normalize": True, "pause": 0.35, "format": "wav", "provenance": True}
 
 add_strings(
     en={
@@ -132,7 +132,8 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
         stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=runtime, stop=stop,
                                       on_progress=progress_callback(progress, lang), pitch=options["pitch"],
                                       normalize=options["normalize"], sentence_pause=options["pause"],
-                                      output_format=options["format"], save=True)
+                                      output_format=options["format"], save=True,
+                                      provenance=bool(options["provenance"]))
         count = 0  # pieces spoken
         for count, chunk in enumerate(stream, start=1):
             pcm = (chunk.sample_rate, (chunk.audio * 32767).astype("int16"))  # what players expect
@@ -188,6 +189,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 normalize = gr.Checkbox(value=True, label=t("voice.normalize"))
                 pause = gr.Slider(0.0, 2.0, value=0.35, step=0.05, label=t("voice.pause"))
                 file_format = gr.Radio(["wav", "mp3"], value="wav", label=t("voice.format"))
+                mark = provenance_checkbox()
             settings = gr.State(dict(DEFAULT_SETTINGS))  # not an API parameter: the API takes text, voice, speed
             with gr.Row():
                 speak_button = gr.Button(t("voice.speak"), variant="primary")
@@ -217,7 +219,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         refresh = gr.Button(t("voice.refresh"), size="sm")
 
     private = dict(queue=False, api_visibility="private")
-    for key, control in (("pitch", pitch), ("normalize", normalize), ("pause", pause), ("format", file_format)):
+    for key, control in (("pitch", pitch), ("normalize", normalize), ("pause", pause), ("format", file_format),
+                         ("provenance", mark)):
         control.change(functools.partial(remember_setting, key), [control, settings], settings, **private)
     # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
     speak_event = speak_button.click(cancellable(zero_gpu(120)(bind(speak, ctx))), [text, voice, speed, settings],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIP_NO_INDEX", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Content Credentials keys made during tests go to a temporary folder, never the user's config directory.
+os.environ.setdefault("AIGC_PROVENANCE_DIR", tempfile.mkdtemp(prefix="aigc-provenance-test-"))
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DCGAN_CACHE = "faces/_downloads/dcgan-faces-64.safetensors"  # where the bundled DCGAN's weights are kept

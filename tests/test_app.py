@@ -36,7 +36,7 @@ def test_page_serves_with_every_tab(studio):
     demo, url, _ = studio
     assert get(url) == 200
     labels = {getattr(b, "id", None) for b in demo.blocks.values()}
-    for tab in ("text", "face", "image", "voice", "twin", "batch", "models"):
+    for tab in ("text", "face", "image", "voice", "twin", "batch", "provenance", "models"):
         assert tab in labels
 
 

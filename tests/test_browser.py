@@ -13,9 +13,9 @@ from tests.conftest import ARTIFACTS
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-TABS_EN = ["Text generation", "Face synthesis", "Text-to-image", "Voice synthesis", "My digital twin", "Batch videos",
+TABS_EN = ["Text generation", "Face synthesis", "Text-to-image", "Voice synthesis", "My digital twin", "Batch videos", "Check a file",
            "Models"]
-TABS_ZH = ["文本生成", "人脸合成", "文生图", "语音合成", "我的数字分身", "批量视频", "模型"]
+TABS_ZH = ["文本生成", "人脸合成", "文生图", "语音合成", "我的数字分身", "批量视频", "检查文件", "模型"]
 
 pytestmark = pytest.mark.browser
 
@@ -84,7 +84,7 @@ def open_accordions(panel) -> None:
             accordion.click()
 
 
-TAB_IDS = ["text", "face", "image", "voice", "twin", "batch", "models"]  # in TABS_ZH's order
+TAB_IDS = ["text", "face", "image", "voice", "twin", "batch", "provenance", "models"]  # in TABS_ZH's order
 
 
 @pytest.mark.parametrize("tab", TAB_IDS)

@@ -370,7 +370,7 @@ def test_5_a_huge_seed_gets_the_same_clear_message_everywhere(studio):
     photo = upload(url, session, "photo.jpg", PHOTO.read_bytes())
     message = raw_event(url, session, fn_index(demo, "create_video"),
                         [photo, "Hello.", "auto", None, True, None, "face", 1.0, False, False, True, 1e30, "classic",
-                         None])
+                         None, "top-left", True])
     assert message["success"] is False and message["output"]["error"] == SEED_MESSAGE, message
 
 

@@ -305,3 +305,29 @@ def test_text_tab_suggests_a_better_model_only_for_the_bundled_one(tmp_path, tin
     from pipelines.text.generation import default_model
 
     assert default_model(ctx.runtime) != "smollm2-135m-instruct"
+
+
+@pytest.mark.slow
+def test_the_watermark_setting_and_the_check_a_file_tab(ctx):
+    """Create video with the setting on: the checker finds the mark and valid credentials, in the
+    user's language; with it off: no mark, no credentials, and the report never says "not AI"."""
+    from aigc_ui import provenance_tab, twin_tab
+
+    def render(provenance: bool) -> str:
+        video, *_ = twin_tab.create_video(
+            ctx, photo=str(ASSETS_DIR / "astronaut.jpg"), script="Hello there, this is a test.", voice="auto",
+            recording=None, consent=True, face_index=None, size="face", expression=1.0, still=True,
+            subtitles=False, ai_label=True, seed=1, engine="classic", label_corner="bottom-right",
+            provenance=provenance, request=EN)
+        return video
+
+    marked = render(True)
+    summary, report = provenance_tab.check_provenance(ctx, marked, request=ZH)
+    assert report["watermark"] is True and report["c2pa"] == "valid"
+    assert report["parameters"].get("engine") == "classic" and "水印" in summary
+    plain = render(False)
+    summary, report = provenance_tab.check_provenance(ctx, plain, request=EN)
+    assert report["watermark"] is False and report["c2pa"] == "absent"
+    assert "does not show that this is not AI-generated" in summary
+    with pytest.raises(gr.Error, match="Choose a file"):
+        provenance_tab.check_provenance(ctx, None, request=EN)

@@ -147,12 +147,14 @@ def check_inputs(count: int, seed: int, truncation: float) -> None:
 def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1, truncation: float = 1.0,
                    steps: int | None = None, display_size: int | None = DISPLAY_SIZE, save: bool = False,
                    out_dir: Path | None = None, image_model: str | None = None, runtime: Runtime | None = None,
-                   stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> FaceResult:
+                   stop: StopToken | None = None, on_progress: ProgressFn | None = None,
+                   provenance: bool = True) -> FaceResult:
     """Faces for seeds ``seed .. seed+count-1`` (seed -1 = a random start, returned in ``seeds``).
 
     ``display_size`` enlarges smaller outputs (Lanczos) and None keeps the model's size; ``save`` writes
     PNGs under outputs/faces/ (or ``out_dir``); ``steps`` is for diffusion models; ``image_model`` picks
-    the text-to-image model of the ``portrait`` preset.
+    the text-to-image model of the ``portrait`` preset; ``provenance`` puts an invisible watermark and
+    Content Credentials on the saved PNGs (the returned images stay the model's exact pixels).
     """
     runtime = runtime or Runtime.default()
     # 1. Check inputs before any heavy work.
@@ -199,7 +201,7 @@ def generate_faces(*, model: str = DEFAULT_MODEL, count: int = 8, seed: int = -1
     # 4. Save (one PNG per face, parameters beside it).
     params = {"task": "faces", "model": spec.name, "seeds": seeds, "truncation": truncation, "steps": steps,
               "native_size": native, "display_size": images[0].width if images else 0, "licence": spec.licence}
-    paths = _save_faces(images, seeds, params, spec, runtime, out_dir) if (save or out_dir) else []
+    paths = _save_faces(images, seeds, params, spec, runtime, out_dir, provenance) if (save or out_dir) else []
     return FaceResult(images=images, seeds=seeds, model=spec.name, native_size=native, paths=paths, params=params,
                       notices=notices, stopped=stopped)
 
@@ -343,7 +345,9 @@ def _portrait_faces(seeds, image_model, steps, runtime, stop, on_progress, notic
     return images
 
 
-def _save_faces(images, seeds, params, spec, runtime, out_dir) -> list[Path]:
+def _save_faces(images, seeds, params, spec, runtime, out_dir, provenance: bool = True) -> list[Path]:
+    from ..provenance import save_png
+
     paths = []
     for image, seed in zip(images, seeds):
         if out_dir is not None:
@@ -351,7 +355,8 @@ def _save_faces(images, seeds, params, spec, runtime, out_dir) -> list[Path]:
         else:
             path = new_output_path(runtime.outputs_dir, "faces", ".png", stem=f"{spec.name}-seed{seed}")
         with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
+            save_png(image, tmp, model=spec.name, engine="face synthesis", provenance=provenance,
+                     parameters={**params, "seed": seed, "seeds": None})
         write_params(path, {**params, "seed": seed, "seeds": None})
         paths.append(path)
     return paths

@@ -301,8 +301,12 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
                     guidance: float | None = None, width: int | None = None, height: int | None = None,
                     seed: int = -1, batch_size: int = 1, scheduler: str | None = None, runtime=None,
                     stop: StopToken | None = None, on_progress: ProgressFn | None = None,
-                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False) -> ImageResult:
-    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/."""
+                    on_preview: Callable[[Any], None] | None = None, allow_pickle: bool = False,
+                    provenance: bool = True) -> ImageResult:
+    """Generate ``batch_size`` images (seeds seed, seed+1, ...) and save them under outputs/image/.
+
+    ``provenance`` puts an invisible watermark and Content Credentials on the saved PNGs (the returned
+    images stay the model's exact pixels, so a seed reproduces them)."""
     from ..core.runtime import Runtime
 
     runtime = runtime or Runtime.default()
@@ -365,7 +369,7 @@ def generate_images(prompt: str, *, negative_prompt: str = "", model: str, steps
             # 7. Save with the parameters inside the PNG
             image = _to_pil(array)
             image_params = dict(params, seed=image_seed, batch_index=index)
-            paths.append(_save_png(image, image_params, runtime.outputs_dir))
+            paths.append(_save_png(image, image_params, runtime.outputs_dir, provenance))
             images.append(image)
             seeds.append(image_seed)
 
@@ -475,10 +479,14 @@ def latents_preview(latents):
     return Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8), Image.NEAREST)
 
 
-def _save_png(image, params: dict, outputs_dir: Path) -> Path:
+def _save_png(image, params: dict, outputs_dir: Path, provenance: bool = True) -> Path:
+    """Save with the parameters inside the PNG, the watermark and Content Credentials."""
+    from ..provenance import save_png
+
     path = new_output_path(outputs_dir, TASK, ".png", stem=str(params["seed"]))
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=png_info(params))
+        save_png(image, tmp, model=str(params.get("model", "")), engine="text-to-image (diffusers)",
+                 provenance=provenance, pnginfo=png_info(params), parameters=params)
     return path
 
 
@@ -512,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, (image, seed) in enumerate(zip(result.images, result.seeds)):
         target = out if len(result.images) == 1 else out.with_name(f"{out.stem}-{i + 1}{out.suffix}")
         with atomic_path(target) as tmp:
-            image.save(tmp, format="PNG", pnginfo=png_info(dict(result.params, seed=seed)))
+            from ..provenance import save_png
+
+            save_png(image, tmp, model=result.params["model"], engine="text-to-image (diffusers)",
+                     pnginfo=png_info(dict(result.params, seed=seed)), parameters=dict(result.params, seed=seed))
         print(f"{target}  seed={seed}")
     for notice in result.notices:
         print(f"note: {notice.en}", file=sys.stderr)

@@ -4,6 +4,9 @@ What it does: finds a font that can draw the text (Chinese needs a CJK font, e.g
 ``fonts-wqy-microhei``), splits a script into subtitle cues timed by the voice engine's timings (or,
 without timings, spread over the audio by length), renders each cue once as an RGBA patch, and blends
 the patches onto frames (cheap: only the patch's pixels are touched).
+Placement: the label goes in the corner asked for (``label_corner``), subtitles at the bottom; when a
+face is given, neither ever covers the mouth (with room for the jaw to open and the head to move):
+the label moves to the nearest free corner, subtitles move below the mouth or to the top.
 What it does not: soft subtitle tracks, or any styling beyond white text with a dark outline.
 """
 from __future__ import annotations
@@ -160,6 +163,9 @@ class Patch:
     alpha: np.ndarray  # h x w x 1 float32
 
 
+LABEL_CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
 def text_patch(text: str, frame_w: int, frame_h: int, *, size_ratio: float = 0.045, y_ratio: float = 0.93,
                box: bool = False, align: str = "center") -> Patch | None:
     """White text with a dark outline (or on a dark box), wrapped to the frame; None if no font can draw it."""
@@ -189,10 +195,84 @@ def text_patch(text: str, frame_w: int, frame_h: int, *, size_ratio: float = 0.0
     if align == "center":
         x0 = (frame_w - width) // 2
         y0 = min(max(0, int(frame_h * y_ratio) - height), frame_h - height)
-    else:  # top-left corner label
-        x0 = y0 = max(4, int(frame_h * 0.02))
-        x0, y0 = min(x0, frame_w - width), min(y0, frame_h - height)
+    else:  # a corner label: align is one of LABEL_CORNERS ("left" = top-left, as before)
+        x0, y0 = _corner_position(align, width, height, frame_w, frame_h)
     return Patch(x0, y0, arr[..., :3], arr[..., 3:] / 255.0)
+
+
+def _corner_position(corner: str, width: int, height: int, frame_w: int, frame_h: int) -> tuple[int, int]:
+    margin = max(4, int(frame_h * 0.02))
+    x0 = frame_w - width - margin if corner.endswith("right") else margin
+    y0 = frame_h - height - margin if corner.startswith("bottom") else margin
+    return max(0, min(x0, frame_w - width)), max(0, min(y0, frame_h - height))
+
+
+# ---------------------------------------------------------------- keeping the mouth clear
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
+def mouth_box(face, frame_w: int, frame_h: int) -> Box | None:
+    """Where the mouth may be during the video: the lips' box, widened for the jaw opening and the head's
+    movement. ``face`` is a FaceLandmarks in frame pixels (None: no constraint)."""
+    if face is None:
+        return None
+    from ..face.landmarks import LIPS_OUTER_LOWER, LIPS_OUTER_UPPER
+
+    lips = np.asarray(face.points)[LIPS_OUTER_UPPER + LIPS_OUTER_LOWER]
+    (x0, y0), (x1, y1) = lips.min(axis=0), lips.max(axis=0)
+    span = max(x1 - x0, 1.0)
+    move = 0.04 * max(frame_w, frame_h)  # head sway of the animation
+    box = (x0 - 0.3 * span - move, y0 - 0.25 * span - move, x1 + 0.3 * span + move, y1 + 0.6 * span + move)
+    return (max(0, int(box[0])), max(0, int(box[1])), min(frame_w, int(np.ceil(box[2]))),
+            min(frame_h, int(np.ceil(box[3]))))
+
+
+def _patch_box(patch: Patch) -> Box:
+    h, w = patch.alpha.shape[:2]
+    return patch.x, patch.y, patch.x + w, patch.y + h
+
+
+def overlaps(a: Box | None, b: Box | None) -> bool:
+    return a is not None and b is not None and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_label(patch: Patch, corner: str, frame_w: int, frame_h: int, mouth: Box | None) -> Patch:
+    """The label in ``corner``, or the nearest corner that leaves the mouth clear (same side first)."""
+    h, w = patch.alpha.shape[:2]
+    flip_v = ("bottom" if corner.startswith("top") else "top") + corner[corner.index("-"):]
+    flip_h = corner[:corner.index("-")] + ("-left" if corner.endswith("right") else "-right")
+    opposite = flip_v[:flip_v.index("-")] + flip_h[flip_h.index("-"):]
+    for candidate in (corner, flip_v, flip_h, opposite):
+        x0, y0 = _corner_position(candidate, w, h, frame_w, frame_h)
+        if not overlaps((x0, y0, x0 + w, y0 + h), mouth):
+            return Patch(x0, y0, patch.rgb, patch.alpha)
+    # the mouth fills the frame's width and height: the corner farthest from the mouth's centre
+    cx, cy = (mouth[0] + mouth[2]) / 2, (mouth[1] + mouth[3]) / 2
+    x0, y0 = _corner_position(("top" if cy > frame_h / 2 else "bottom") + ("-left" if cx > frame_w / 2 else "-right"),
+                              w, h, frame_w, frame_h)
+    return Patch(x0, y0, patch.rgb, patch.alpha)
+
+
+def place_subtitle(patch: Patch, frame_w: int, frame_h: int, avoid: list[Box | None]) -> Patch:
+    """Subtitles at the bottom, or just below the mouth, or at the top, or just above the mouth: the first
+    place that covers neither the mouth nor the label (``avoid``)."""
+    h, w = patch.alpha.shape[:2]
+    margin = max(4, int(frame_h * 0.02))
+    mouth = avoid[0] if avoid else None
+    candidates = [patch.y]
+    if mouth is not None:
+        candidates += [mouth[3] + margin // 2, margin, mouth[1] - h - margin // 2]
+    else:
+        candidates += [margin]
+    for y0 in candidates:
+        y0 = int(y0)
+        if 0 <= y0 <= frame_h - h and not any(overlaps((patch.x, y0, patch.x + w, y0 + h), box) for box in avoid):
+            return Patch(patch.x, y0, patch.rgb, patch.alpha)
+    for y0 in candidates:  # nothing is free of both: at least keep the mouth clear
+        y0 = int(y0)
+        if 0 <= y0 <= frame_h - h and not overlaps((patch.x, y0, patch.x + w, y0 + h), mouth):
+            return Patch(patch.x, y0, patch.rgb, patch.alpha)
+    return patch
 
 
 def _wrap(text: str, font, draw, max_width: int) -> list[str]:
@@ -216,13 +296,22 @@ def blend(frame: np.ndarray, patch: Patch) -> None:
 
 
 class Overlays:
-    """Per-frame overlays for one video: patches are made once, on first use, and reused."""
+    """Per-frame overlays for one video: patches are made once, on first use, and reused.
 
-    def __init__(self, width: int, height: int, fps: float, cues: Sequence[Cue] = (), label: str | None = None):
+    ``label_corner``: one of LABEL_CORNERS; ``face``: the face's landmarks in frame pixels, so that the
+    label and the subtitles keep clear of the mouth."""
+
+    def __init__(self, width: int, height: int, fps: float, cues: Sequence[Cue] = (), label: str | None = None,
+                 *, label_corner: str = "top-left", face=None):
+        if label_corner not in LABEL_CORNERS:
+            raise ValueError(f"label_corner must be one of {LABEL_CORNERS}, not {label_corner!r}")
         self.width, self.height, self.fps = width, height, fps
         self.cues = list(cues)
         self._patches: dict[int, Patch | None] = {}
-        self.label = text_patch(label, width, height, size_ratio=0.032, box=True, align="left") if label else None
+        self.mouth = mouth_box(face, width, height)
+        self.label = text_patch(label, width, height, size_ratio=0.032, box=True, align=label_corner) if label else None
+        if self.label is not None:
+            self.label = place_label(self.label, label_corner, width, height, self.mouth)
         self.missing_font = any(has_cjk(c.text) for c in self.cues) and cjk_font_path() is None
 
     def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
@@ -230,7 +319,9 @@ class Overlays:
         for i, cue in enumerate(self.cues):
             if cue.start <= t < cue.end:
                 if i not in self._patches:
-                    self._patches[i] = text_patch(cue.text, self.width, self.height)
+                    patch = text_patch(cue.text, self.width, self.height)
+                    avoid = [self.mouth, _patch_box(self.label) if self.label is not None else None]
+                    self._patches[i] = place_subtitle(patch, self.width, self.height, avoid) if patch else None
                 if self._patches[i] is not None:
                     blend(frame, self._patches[i])
                 break

@@ -188,14 +188,15 @@ class _Voice:
     rendered: Any = None  # what the engine made when it spoke the script itself (see _engine_speech)
 
 
-def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None) -> _Voice:
+def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | None,
+           provenance: bool = True) -> _Voice:
     try:
         from ..voice.synthesis import synthesize_speech
     except ImportError as exc:
         raise ModelLoadError("Voice synthesis is not installed in this build; give a voice recording instead.",
                              zh="此版本未安装语音合成；请改用一段录音。") from exc
     # save=False: the video carries the speech; a side file would outlive a refused or stopped job
-    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, save=False)
+    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, save=False, provenance=provenance)
     return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate),
                   list(speech.timings or []), ", ".join(speech.voices_used), str(getattr(speech, "language", "")))
 
@@ -243,10 +244,14 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
                       seed: int = -1, engine: str = "classic", language: str = "en", consent: bool = True,
                       out: str | Path | None = None,
                       max_seconds: float = MAX_SECONDS, runtime: Runtime | None = None,
-                      stop: StopToken | None = None, on_progress: ProgressFn | None = None) -> TwinVideo:
+                      stop: StopToken | None = None, on_progress: ProgressFn | None = None,
+                      label_corner: str = "top-left", provenance: bool = True) -> TwinVideo:
     """Animate ``photo`` speaking ``script`` in ``voice`` (or lip-syncing ``audio``) into an MP4.
 
-    ``language`` ("en" or "zh") is the language of the burned-in "AI-generated" label."""
+    ``language`` ("en" or "zh") is the language of the burned-in "AI-generated" label; ``label_corner``
+    where it goes (top-left, top-right, bottom-left, bottom-right; it never covers the mouth).
+    ``provenance``: an invisible watermark in every frame and Content Credentials (with the consent) on
+    the MP4."""
     from .driving import loudness_envelope
     from .engines import AnimationJob, AnimationOptions, load_engine
     from .overlays import Overlays, cjk_font_path, subtitle_cues, voiced_span
@@ -286,7 +291,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     report(on_progress, 0.06, "listening to the recording" if audio else "speaking the script")
     spoken = _recording(audio, runtime, stop, max_seconds) if audio else (
         _engine_speech(engine_loader, runtime, canvas, canvas_face, script.strip(), voice, fps, stop, on_progress)
-        or _speak(script.strip(), voice, runtime, stop))
+        or _speak(script.strip(), voice, runtime, stop, provenance))
     notices.extend(spoken.notices)
     seconds = len(spoken.audio) / spoken.sample_rate
     if seconds < 0.2:
@@ -311,7 +316,7 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     if ai_label and language.startswith("zh") and not zh_label:
         notices.append(Notice("No Chinese font found, so the AI-generated label is in English: install "
                               "fonts-wqy-microhei.", "没有找到中文字体，因此“AI 生成”标识以英文显示：请安装 fonts-wqy-microhei。"))
-    overlays = Overlays(w, h, fps, cues, label)
+    overlays = Overlays(w, h, fps, cues, label, label_corner=label_corner, face=canvas_face)
     if overlays.missing_font:
         notices.append(Notice("No Chinese font found, so the subtitles are left out: install fonts-wqy-microhei.",
                               "没有找到中文字体，因此未加字幕：请安装 fonts-wqy-microhei。"))
@@ -335,6 +340,9 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     job = AnimationJob(image=canvas, face=canvas_face, audio=spoken.audio, sample_rate=spoken.sample_rate,
                        n_frames=n_frames, timings=spoken.timings, rendered=spoken.rendered,
                        options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
+    from ..provenance import sign_output, video_frame_marker
+
+    mark, output_id = video_frame_marker(provenance)
     # The MP4 and its .json appear together, once both are complete (never one without the other)
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, \
             atomic_path(final, params=params) as tmp:
@@ -343,11 +351,14 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
             report(on_progress, 0.15, notice.en)
         with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
-                writer.write(overlays.apply(frame, i))
+                writer.write(mark(overlays.apply(frame, i)))
                 if i % 10 == 0:
                     report(on_progress, 0.15 + 0.85 * i / n_frames, f"frame {i}/{n_frames}")
         check_stop(stop)  # a Stop during the last frames: still nothing kept
+        sign_output(tmp, model=label_name, engine=engine, output_id=output_id, consent=params["consent"],
+                    parameters=params, provenance=provenance)
         params["render_seconds"] = round(time.perf_counter() - started, 2)
+        params["output_id"] = output_id  # the id in the watermark and the Content Credentials (None: provenance off)
     report(on_progress, 1.0, "done")
     return TwinVideo(path=final, params_path=sidecar_of(final), seconds=seconds, frames=n_frames, fps=fps, width=w,
                      height=h, seed=seed, voice=spoken.name, faces_found=len(faces), face_index=face_index,

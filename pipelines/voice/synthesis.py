@@ -129,11 +129,11 @@ class SpeechStream:
     """
 
     def __init__(self, *, plan: list, chosen: "_Voice", language: str, speed: float, pitch: float, normalize: bool,
-                 sentence_pause: float, output_format: str, save: bool, keep_audio: bool, params: dict,
+                 sentence_pause: float, output_format: str, save: bool, keep_audio: bool, provenance: bool, params: dict,
                  notices: list[Notice], runtime: Runtime, stop: StopToken | None, on_progress: ProgressFn | None):
         self._plan, self._chosen, self._runtime, self._stop, self._on_progress = plan, chosen, runtime, stop, on_progress
         self._speed, self._pitch, self._normalize, self._pause = speed, pitch, normalize, sentence_pause
-        self._format, self._save, self._keep = output_format, save, keep_audio
+        self._format, self._save, self._keep, self._provenance = output_format, save, keep_audio, provenance
         self.voice, self.language, self.params, self.notices = chosen.name, language, params, notices
         self.sample_rate: int | None = None
         self.path: Path | None = None
@@ -148,7 +148,7 @@ class SpeechStream:
             raise RuntimeError("a SpeechStream can be read once")
         self._started = True
         plan = self._plan
-        writer = _IncrementalWriter(self._runtime.outputs_dir, self._format) if self._save else None
+        writer = _IncrementalWriter(self._runtime.outputs_dir, self._format, self._provenance) if self._save else None
         position = 0  # samples made so far
         try:
             for index, (segment, piece_voice) in enumerate(plan):
@@ -207,16 +207,17 @@ class SpeechStream:
 def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                       stop: StopToken | None = None, on_progress: ProgressFn | None = None,
                       pitch: float = 0.0, normalize: bool = True, sentence_pause: float = 0.35,
-                      output_format: str = "wav", save: bool = True) -> SpeechResult:
+                      output_format: str = "wav", save: bool = True, provenance: bool = True) -> SpeechResult:
     """Speak ``text`` with ``voice`` ("auto" picks by language); returns the audio and its timings.
 
     ``pitch`` is in semitones, ``speed`` 0.5-2 (1 = normal), ``sentence_pause`` in seconds.
-    With ``save`` the speech is also written under outputs/voice/ (``output_format`` wav or mp3).
-    Stop raises ``Stopped`` (use ``stream_speech`` to keep what was spoken).
+    With ``save`` the speech is also written under outputs/voice/ (``output_format`` wav or mp3), with an
+    invisible watermark and Content Credentials unless ``provenance`` is False (the returned samples are
+    the unmarked ones). Stop raises ``Stopped`` (use ``stream_speech`` to keep what was spoken).
     """
     result = stream_speech(text, voice=voice, speed=speed, runtime=runtime, stop=stop, on_progress=on_progress,
                            pitch=pitch, normalize=normalize, sentence_pause=sentence_pause,
-                           output_format=output_format, save=save, keep_audio=True).result()
+                           output_format=output_format, save=save, keep_audio=True, provenance=provenance).result()
     if result.stopped:
         raise Stopped()
     return result
@@ -225,8 +226,9 @@ def synthesize_speech(text: str, *, voice: str | None = None, speed: float = 1.0
 def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, runtime: Runtime | None = None,
                   stop: StopToken | None = None, on_progress: ProgressFn | None = None, pitch: float = 0.0,
                   normalize: bool = True, sentence_pause: float = 0.35, output_format: str = "wav",
-                  save: bool = True, keep_audio: bool = False) -> SpeechStream:
-    """Check the request and return a ``SpeechStream``: iterate it for each spoken piece as it is made."""
+                  save: bool = True, keep_audio: bool = False, provenance: bool = True) -> SpeechStream:
+    """Check the request and return a ``SpeechStream``: iterate it for each spoken piece as it is made.
+    ``provenance``: the saved file gets an invisible watermark and Content Credentials."""
     runtime = runtime or Runtime.default()
     # 1. Check inputs (before any model loads)
     text = _check_text(text)
@@ -245,8 +247,8 @@ def stream_speech(text: str, *, voice: str | None = None, speed: float = 1.0, ru
     # 3. Speaking happens as the stream is read
     return SpeechStream(plan=plan, chosen=chosen, language=language, speed=speed, pitch=pitch, normalize=normalize,
                         sentence_pause=sentence_pause, output_format=output_format, save=save,
-                        keep_audio=keep_audio, params=params, notices=notices, runtime=runtime, stop=stop,
-                        on_progress=on_progress)
+                        keep_audio=keep_audio, provenance=provenance, params=params, notices=notices,
+                        runtime=runtime, stop=stop, on_progress=on_progress)
 
 
 def list_voices(runtime: Runtime | None = None) -> list[str]:
@@ -543,7 +545,8 @@ class _IncrementalWriter:
     """Writes blocks to a hidden temp file as they come; ``finish`` moves it and its parameters into place
     together. A full disk raises NoRoomError and leaves nothing behind."""
 
-    def __init__(self, outputs_dir: Path, output_format: str):
+    def __init__(self, outputs_dir: Path, output_format: str, provenance: bool = True):
+        self.provenance = provenance  # watermark + Content Credentials on the finished file
         self.final = new_output_path(outputs_dir, "voice", "." + output_format)
         self.tmp = partial_name(self.final)
         self.format = output_format
@@ -564,9 +567,13 @@ class _IncrementalWriter:
     def finish(self, params: dict) -> Path | None:
         if self.file is None:
             return None
+        from ..provenance import mark_audio_file
+
         sidecar_tmp = partial_name(sidecar_of(self.final))
         try:
             self.file.close()
+            mark_audio_file(self.tmp, model=", ".join(params.get("voices_used") or [str(params.get("voice", ""))]),
+                            engine="voice synthesis", parameters=params, provenance=self.provenance)
             with open(sidecar_tmp, "w", encoding="utf-8") as f:
                 json.dump(params, f, ensure_ascii=False, indent=2, default=str)
             os.replace(sidecar_tmp, sidecar_of(self.final))
