@@ -11,14 +11,18 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from api import did as did_api
+from pipelines.core import owners
 from pipelines.core.cache import ModelCache
+from pipelines.core.outputs import remove_partial_files
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR, AppConfig
 
-from . import batch_tab, chat_tab, face_tab, image_tab, models_tab, provenance_tab, text_tab, twin_tab, voice_tab
+from . import (batch_tab, chat_tab, face_tab, image_tab, models_tab, my_data, provenance_tab, text_tab, twin_tab,
+               voice_tab)
 from .common import StudioContext, TabHandles
 from .i18n import t, translations
 from .language import PageLanguageMiddleware
+from .sessions import SessionMiddleware
 
 # (tab id, label key, module) in the order users see them
 TABS = (
@@ -42,7 +46,9 @@ CSS = (ASSETS_DIR / "studio.css").read_text(encoding="utf-8") if (ASSETS_DIR / "
 
 def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
     config.ensure_dirs()
-    ctx = StudioContext(config=config, runtime=Runtime.from_config(config, cache))
+    # Requests name models by catalog name only (strict): never a path or a hub id
+    ctx = StudioContext(config=config, runtime=Runtime.from_config(config, cache, strict=True))
+    prepare_outputs(ctx)
     handles: dict[str, TabHandles] = {}
     with gr.Blocks(title="AIGC Digital-Twin Studio", analytics_enabled=False) as demo:
         gr.Markdown(t("app.title"), elem_id="studio-title")
@@ -54,6 +60,7 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
                 if handles[tab_id].on_open:
                     handler, inputs, outputs = _event_parts(handles[tab_id].on_open)
                     tab.select(handler, inputs, outputs, queue=False, api_visibility="private")
+        my_data.build_panel(ctx, demo)
         gr.HTML(LANGUAGE_LINKS, elem_classes=["footnote"])
         _wire_cross_tab(handles, tabs)
         for tab_handles in handles.values():
@@ -67,6 +74,17 @@ def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
 def _event_parts(event: tuple) -> tuple:
     """(handler, outputs) or (handler, inputs, outputs) -> (handler, inputs or None, outputs)."""
     return (event[0], None, event[1]) if len(event) == 2 else event
+
+
+def prepare_outputs(ctx: StudioContext) -> None:
+    """Start-up: clear what a crash left half-written, expire old anonymous outputs (now and periodically),
+    and serve the owners' folders in place, where SessionMiddleware checks each request's owner."""
+    outputs = ctx.config.outputs_dir
+    remove_partial_files(outputs)
+    ctx.sessions.start_expiry()
+    users = outputs / owners.USERS_FOLDER
+    users.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([users])
 
 
 # Which wizard step shows a value sent from another tab
@@ -100,15 +118,17 @@ def launch_kwargs(config: AppConfig) -> dict:
         server_name=config.host,
         server_port=config.port,
         share=config.share,
-        auth=config.auth,
+        auth=config.credentials or None,
         max_file_size=f"{config.max_upload_mb}mb",
-        # Only our outputs and assets may be fetched; models/ and everything else stay private.
+        # Only our outputs and assets may be fetched; models/ and everything else stay private. Under outputs/,
+        # SessionMiddleware serves a person's folder to that person only, and nothing else directly.
         allowed_paths=[str(config.outputs_dir), str(ASSETS_DIR)],
-        blocked_paths=[str(config.models_dir)],
+        blocked_paths=[str(config.models_dir), str(config.outputs_dir / owners.SECRET_FILE)],
         i18n=translations(),
         css=CSS,
         show_error=True,
-        app_kwargs={"middleware": [Middleware(PageLanguageMiddleware, default=config.language)],
+        app_kwargs={"middleware": [Middleware(PageLanguageMiddleware, default=config.language),
+                                   Middleware(SessionMiddleware)],
                     "routes": [did_api.mount(config)]},  # the D-ID-compatible REST API under /did/
     )
 

@@ -81,13 +81,15 @@ def table_row(result: RowResult, lang: str) -> list:
             result.output.name if result.output else "", result.error]
 
 
-def prepare_folder(ctx: StudioContext, spreadsheet: str, files: list[str] | None) -> tuple[Path, Path]:
+def prepare_folder(ctx: StudioContext, spreadsheet: str, files: list[str] | None,
+                   outputs_dir: Path | None = None) -> tuple[Path, Path]:
     """The spreadsheet and the uploaded files side by side in a new folder of this batch (the rows name
     files by their file names); returns (spreadsheet copy, folder for the videos)."""
     source = Path(spreadsheet)
     if source.suffix.lower() not in SPREADSHEET_SUFFIXES:
         raise UserError(say("batch.bad_file", "en", name=source.name), zh=say("batch.bad_file", "zh", name=source.name))
-    folder = ctx.runtime.outputs_dir / "batch" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    outputs_dir = outputs_dir or ctx.runtime.outputs_dir
+    folder = outputs_dir / "batch" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     inputs = folder / "inputs"
     inputs.mkdir(parents=True)
     for path in files or []:
@@ -105,7 +107,9 @@ def run_batch_job(ctx: StudioContext, spreadsheet, files, consent, request: gr.R
         raise UserError(say("batch.need_sheet", "en"), zh=say("batch.need_sheet", "zh"))
     if not consent:
         raise UserError(say("batch.need_consent", "en"), zh=say("batch.need_consent", "zh"))
-    sheet, out_dir = prepare_folder(ctx, spreadsheet, files)
+    ctx.sessions.check_input(request, spreadsheet, *(files or []))
+    runtime = ctx.runtime_for(request)  # this person's folder: their saved profiles, their videos
+    sheet, out_dir = prepare_folder(ctx, spreadsheet, files, runtime.outputs_dir)
     config = BatchConfig(sheet, out_dir, workers=0, language=lang)  # in this process, with the app's models
     events: queue.Queue = queue.Queue()
     outcome: dict = {}
@@ -114,7 +118,7 @@ def run_batch_job(ctx: StudioContext, spreadsheet, files, consent, request: gr.R
     with ctx.jobs.running(request, TAB) as stop:
         def work() -> None:
             try:
-                outcome["result"] = run_batch(config, runtime=ctx.runtime, stop=stop,
+                outcome["result"] = run_batch(config, runtime=runtime, stop=stop,
                                               on_progress=lambda f, text: events.put(("progress", f)),
                                               on_row=lambda r: events.put(("row", r)))
             except BaseException as exc:  # noqa: BLE001 - handed to the UI thread, which shows it

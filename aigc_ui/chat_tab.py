@@ -303,12 +303,12 @@ def transcript_messages(conversation: Conversation, lang: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------- handlers
-def on_open(desk: ChatDesk):
-    """When the tab is opened: the saved profiles and voices there are now."""
+def on_open(desk: ChatDesk, request: gr.Request):
+    """When the tab is opened: this person's saved profiles and the voices there are now."""
     from .twin_tab import voice_choices
 
-    return gr.Dropdown(choices=profiles.list_profiles(desk.studio.runtime)), gr.Dropdown(
-        choices=voice_choices(desk.studio.runtime))
+    runtime = desk.studio.runtime_for(request)
+    return gr.Dropdown(choices=profiles.list_profiles(runtime)), gr.Dropdown(choices=voice_choices(runtime))
 
 
 @friendly_errors
@@ -316,7 +316,7 @@ def load_chat_profile(desk: ChatDesk, name, request: gr.Request):
     """A profile picked: its photo, voice and persona fill the fields (a deleted photo says so now)."""
     if not name:
         return gr.skip(), gr.skip(), gr.skip()
-    twin = ChatTwin.from_profile(name, desk.studio.runtime)
+    twin = ChatTwin.from_profile(name, desk.studio.runtime_for(request))  # only this person's profiles
     return str(twin.photo), twin.voice or "auto", twin.persona
 
 
@@ -334,6 +334,7 @@ def start_conversation(desk: ChatDesk, photo, voice, persona, language, mode, re
     session = _session(request)
     if not photo:
         raise UserError(say("chat.no_photo", "en"), zh=say("chat.no_photo", "zh"))
+    desk.studio.sessions.check_input(request, photo)  # never another person's photo by its path
     browser = getattr(request, "username", None) or (browser or "").strip()
     for old in desk.seats.reserve(session, browser) + ([live] if live is not None else []):
         old.close()
@@ -341,7 +342,8 @@ def start_conversation(desk: ChatDesk, photo, voice, persona, language, mode, re
     try:
         config = ChatConfig(language=language or "en")
         conversation = Conversation(ChatTwin(photo, voice=None if voice in (None, "", "auto") else voice,
-                                             persona=persona or ""), config, desk.studio.runtime)
+                                             persona=persona or ""), config,
+                                    desk.studio.runtime_for(request))  # recordings go to this person's folder
         segments = SegmentStream(config.fps, config.sample_rate, first_answer_frames=config.first_answer_frames,
                                  on_sent=conversation.segment_sent, hold=conversation.thinking)
         new = LiveChat(conversation, segments, session, browser, mode or "hands_free")

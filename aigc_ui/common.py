@@ -2,11 +2,14 @@
 shared habits of handlers: friendly errors, Stop, progress, and the accelerator queue."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -21,8 +24,16 @@ from pipelines.core.runtime import Runtime
 from pipelines.core.settings import AppConfig
 
 from .i18n import say
+from .sessions import Sessions
 
 log = logging.getLogger(__name__)
+
+
+# The StopToken of the job running in this context: set by ``cancellable`` (so that a cancelled event
+# reaches the pipeline), picked up by ``JobRegistry.running`` in the worker thread (contexts are copied).
+_job_token: contextvars.ContextVar[StopToken | None] = contextvars.ContextVar("aigc_job_token", default=None)
+STOP_GRACE_SECONDS = 5.0  # how long a cancelled event waits for its work to notice before letting go
+_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aigc-job")
 
 
 class JobRegistry:
@@ -35,7 +46,7 @@ class JobRegistry:
     @contextlib.contextmanager
     def running(self, request: gr.Request | None, tab: str) -> Iterator[StopToken]:
         key = (_session(request), tab)
-        token = StopToken()
+        token = _job_token.get() or StopToken()
         with self._lock:
             self._tokens.setdefault(key, set()).add(token)
         try:
@@ -51,6 +62,19 @@ class JobRegistry:
             token.stop()
         return len(tokens)
 
+    def cancel_session(self, request: gr.Request | None) -> int:
+        """The session is gone (its browser tab closed): cancel all its jobs, keeping nothing."""
+        session = _session(request)
+        with self._lock:
+            tokens = [t for (owner, _tab), ts in self._tokens.items() if owner == session for t in ts]
+        for token in tokens:
+            token.cancel()
+        return len(tokens)
+
+    def running_count(self) -> int:
+        with self._lock:
+            return sum(len(ts) for ts in self._tokens.values())
+
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
@@ -58,12 +82,34 @@ def _session(request: gr.Request | None) -> str:
 
 @dataclass
 class StudioContext:
-    """Everything a tab needs: settings, the one model cache, the catalog, running jobs."""
+    """Everything a tab needs: settings, the one model cache, the catalog, running jobs, and who owns what.
+
+    Work done for a person goes through ``runtime_for(request)``: the same cache and catalog, writing into
+    that person's own outputs folder (see sessions.py)."""
 
     config: AppConfig
     runtime: Runtime  # cache, catalog, device, outputs: pass it to pipeline calls
     jobs: JobRegistry = field(default_factory=JobRegistry)
     limits: dict[str, int] = field(default_factory=dict)  # jobs at once per kind (capacity.py); {} = from config
+    sessions: Sessions | None = None
+
+    def __post_init__(self):
+        if not self.limits:
+            from .capacity import concurrency_limits
+
+            self.limits = concurrency_limits(self.config)
+        if self.sessions is None:
+            self.sessions = Sessions(self.config)
+
+    def runtime_for(self, request: gr.Request | None) -> Runtime:
+        """The runtime for this request's owner: their outputs folder, the shared cache and catalog."""
+        return self.sessions.runtime_for(self.runtime, request)
+
+    def require_host(self, request: gr.Request | None) -> None:
+        """Admin actions (unloading models) are for the studio's host only."""
+        if not self.sessions.is_host(request):
+            raise UserError("Only the studio's host can do this (on the studio's own computer, or signed in as an "
+                            "--admin-user).", zh="只有工作室的主机管理员可以执行此操作（在运行工作室的电脑上，或以 --admin-user 登录）。")
 
     @property
     def cache(self) -> ModelCache:
@@ -72,12 +118,6 @@ class StudioContext:
     @property
     def catalog(self) -> Catalog:
         return self.runtime.catalog
-
-    def __post_init__(self):
-        if not self.limits:
-            from .capacity import concurrency_limits
-
-            self.limits = concurrency_limits(self.config)
 
     def concurrency(self, kind: str) -> dict:
         """Event options for one kind of work ("video", "text", "voice", "image", "face", "batch"): its own
@@ -212,6 +252,133 @@ def not_available_notice() -> gr.Markdown:
     from .i18n import t
 
     return gr.Markdown(t("common.not_available"), elem_classes=["notice"])
+
+
+def cancellable(handler: Callable) -> Callable:
+    """``handler`` (a plain or generator function) as an async event function whose work runs in a worker
+    thread, so that when Gradio cancels the event (a client's ``job.cancel()``, a closed tab) the job's
+    StopToken is cancelled at once: the pipeline stops at its next check and keeps nothing, and the event
+    lets go of its concurrency slot when the work has stopped (at most STOP_GRACE_SECONDS later).
+
+    The handler finds that token through ``ctx.jobs.running(request, tab)``. Gradio still sees the
+    handler's own signature (``request``, ``progress``...).
+    """
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        async def stream(*args, **kwargs):
+            token = StopToken()
+            reset = _job_token.set(token)
+            steps = _Steps(handler(*args, **kwargs))  # runs nothing yet
+            # Gradio may cancel the event while this generator waits between two results (not inside an
+            # await of ours): the end of the event's task is the signal that always comes.
+            task = asyncio.current_task()
+            if task is not None:
+                task.add_done_callback(lambda _task: steps.finished or steps.abandon(token))
+            step = None
+            try:
+                while True:
+                    step = _in_worker(steps.next)
+                    item = await asyncio.shield(step)
+                    if item is _DONE:
+                        return
+                    yield item
+            except (asyncio.CancelledError, GeneratorExit):
+                steps.abandon(token)
+                await _wind_down(step)
+                raise
+            finally:
+                with contextlib.suppress(ValueError):  # closed from another context (garbage collection)
+                    _job_token.reset(reset)
+        return stream
+
+    @functools.wraps(handler)
+    async def run(*args, **kwargs):
+        token = StopToken()
+        reset = _job_token.set(token)
+        work = _in_worker(handler, *args, **kwargs)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            token.cancel()
+            await _wind_down(work)
+            raise
+        finally:
+            _job_token.reset(reset)
+    return run
+
+
+_DONE = object()
+
+
+class _Steps:
+    """A handler's generator, stepped on worker threads one step at a time; ``abandon`` cancels the job and
+    closes the generator (after the step in progress), so its own clean-up runs and nothing is kept."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.lock = threading.Lock()
+        self.finished = False
+
+    def next(self):
+        with self.lock:
+            try:
+                return next(self.generator)
+            except StopIteration:
+                self.finished = True
+                return _DONE
+
+    def abandon(self, token: StopToken) -> None:
+        if self.finished:
+            return
+        token.cancel()
+
+        def close():
+            with self.lock, contextlib.suppress(Exception):
+                self.generator.close()
+
+        _WORKERS.submit(contextvars.copy_context().run, close)
+
+
+def _in_worker(fn: Callable, *args, **kwargs) -> asyncio.Future:
+    """``fn`` on a worker thread, in a copy of this context (Gradio's request, progress and our token)."""
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(_WORKERS, functools.partial(context.run, fn, *args, **kwargs))
+
+
+async def _wind_down(work: asyncio.Future | None) -> None:
+    """Wait (bounded) for cancelled work to notice its StopToken and finish."""
+    if work is None:
+        return
+    done, _ = await asyncio.wait({work}, timeout=STOP_GRACE_SECONDS)
+    if not done:
+        log.warning("a cancelled job is still running after %.0f s", STOP_GRACE_SECONDS)
+    work.add_done_callback(lambda f: f.cancelled() or f.exception())  # its outcome is not wanted
+
+
+def photo_input(**kwargs) -> gr.Image:
+    """gr.Image for a photo that the pipeline reads itself: the upload is handed over as a file path (no
+    conversion here: the pipeline honours EXIF and converts), and an image too big to open gets a clear
+    message instead of Pillow's DecompressionBombError naming a temporary file.
+
+    (The instance's preprocess is wrapped rather than gr.Image subclassed: Gradio writes a .pyi stub
+    beside any module that defines a component class.)"""
+    from PIL import Image
+
+    image = gr.Image(**{"type": "filepath", "image_mode": None, **kwargs})
+    convert = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return convert(payload)
+        except Image.DecompressionBombError:
+            raise gr.Error("The photo is too large; please use one under 100 megapixels. / "
+                           "照片太大，请使用小于 1 亿像素的照片。", print_exception=False) from None
+        except (OSError, SyntaxError):
+            raise gr.Error("This file is not an image I can read. / 无法识别此文件为图片。",
+                           print_exception=False) from None
+
+    image.preprocess = preprocess
+    return image
 
 
 def bind(handler: Callable, ctx: "StudioContext") -> Callable:

@@ -123,7 +123,7 @@ def generate_faces(ctx: StudioContext, model, count, seed, truncation, provenanc
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=count, seed=seed,
                                       truncation=truncation, save=True, provenance=bool(provenance),
-                                      runtime=ctx.runtime, stop=token,
+                                      runtime=ctx.runtime_for(request), stop=token,
                                       on_progress=progress_callback(progress, language))
     show_notices(result.notices, language)
     text = say("face.seeds_used", language, first=result.seeds[0], last=result.seeds[-1])
@@ -150,7 +150,8 @@ def reroll_face(ctx: StudioContext, model, truncation, state, provenance: bool =
     index, language = state["picked"], _lang(ctx, request)
     with ctx.jobs.running(request, TAB) as token:
         result = faces.generate_faces(model=model or DEFAULT_MODEL, count=1, seed=-1, truncation=truncation,
-                                      save=True, provenance=bool(provenance), runtime=ctx.runtime, stop=token,
+                                      save=True, provenance=bool(provenance),
+                                      runtime=ctx.runtime_for(request), stop=token,
                                       on_progress=progress_callback(progress, language))
     show_notices([n for n in result.notices if n.level == "warning"], language)  # not the same info again
     seeds, paths = list(state["seeds"]), list(state["paths"])
@@ -165,8 +166,8 @@ def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncat
     """A morph from one seed's face to another's: an animated GIF and an MP4."""
     with ctx.jobs.running(request, TAB) as token:
         result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
-                                         frames=frames, truncation=truncation, runtime=ctx.runtime, stop=token,
-                                         on_progress=progress_callback(progress, _lang(ctx, request)))
+                                         frames=frames, truncation=truncation, runtime=ctx.runtime_for(request),
+                                         stop=token, on_progress=progress_callback(progress, _lang(ctx, request)))
     return str(result.gif), str(result.mp4) if result.mp4 else None
 
 

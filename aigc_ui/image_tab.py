@@ -154,8 +154,8 @@ def generate_image(ctx: StudioContext, prompt, negative_prompt, model, steps, gu
         result = t2i.generate_images(
             prompt, negative_prompt=negative_prompt or "", model=model, steps=steps, guidance=guidance,
             width=width, height=height, seed=-1 if seed in (None, "") else seed, batch_size=batch_size or 1,
-            scheduler=scheduler_name, provenance=bool(provenance), runtime=ctx.runtime, stop=token,
-            on_progress=progress_callback(progress, lang))
+            scheduler=scheduler_name, provenance=bool(provenance), runtime=ctx.runtime_for(request),
+            stop=token, on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     message = say("image.done", lang, count=len(result.paths), seconds=time.perf_counter() - started,
                   seeds=", ".join(map(str, result.seeds)))

@@ -255,13 +255,16 @@ def show_loaded(ctx: StudioContext, request: gr.Request):
 
 @friendly_errors
 def unload_model(ctx: StudioContext, key: str | None, request: gr.Request):
+    ctx.require_host(request)  # changing what is loaded (or on disk) affects everyone: the host's call
     if key:
         ctx.cache.unload(key)
         gr.Info(say("models.unloaded", language_of(request, ctx.config.language), name=key))
     return show_loaded(ctx, request)
 
 
+@friendly_errors
 def unload_all_models(ctx: StudioContext, request: gr.Request):
+    ctx.require_host(request)
     ctx.cache.clear()
     return show_loaded(ctx, request)
 
@@ -304,6 +307,7 @@ def download_selected(ctx: StudioContext, name: str | None, token: str | None, r
                       progress=gr.Progress()):
     """Download the picked model; progress shows bytes, speed and time left. The token is passed to
     this download only and cleared from the page afterwards."""
+    ctx.require_host(request)
     lang = language_of(request, ctx.config.language)
     with ctx.jobs.running(request, TAB) as stop:
         try:
@@ -329,6 +333,7 @@ def cancel_download(ctx: StudioContext, request: gr.Request) -> str:
 
 @friendly_errors
 def remove_selected(ctx: StudioContext, name: str | None, request: gr.Request):
+    ctx.require_host(request)
     lang = language_of(request, ctx.config.language)
     entry = entry_named(ctx, name)
     if entry is not None and entry.plan is not None:  # let go of it first if a tab has it loaded

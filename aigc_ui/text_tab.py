@@ -12,7 +12,8 @@ from pipelines.core.model_downloads import better_text_model_hint
 from pipelines.text.generation import (PRESETS, TextStream, default_model, save_text, stream_text,
                                        twin_script_prompt)
 
-from .common import StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of, show_notices
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -154,7 +155,9 @@ def generate_text_stream(ctx: StudioContext, system, prompt, model, max_new_toke
             yield joined(stream.texts), info_text(stream, lang, done=False), gr.skip()
         result = stream.result()
         show_notices(result.notices[shown:], lang)
-    path = save_text(result, ctx.runtime.outputs_dir)  # kept even when stopped: it is what was made
+    if stop.discard:  # cancelled (the caller is gone): nothing is kept
+        return
+    path = save_text(result, ctx.runtime_for(request).outputs_dir)  # kept even when stopped: it is what was made
     if result.stopped:
         gr.Info(say("common.stopped", lang))
     yield joined(result.texts), info_text(stream, lang, done=True), str(path)
@@ -245,14 +248,14 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     gr.on([persona.change, topic.change, seconds.change, script_language.change], bind(fill_twin_preset, ctx),
           preset_inputs[1:], twin_outputs, **private)
     # the page streams with every setting; the API below has the exact parameters
-    generated = generate.click(zero_gpu(120)(bind(generate_text_stream, ctx)),
+    generated = generate.click(cancellable(zero_gpu(120)(bind(generate_text_stream, ctx))),
                    [system, prompt, model, max_new_tokens, temperature, top_p, top_k, repetition_penalty,
                     no_repeat_ngram, num_sequences, seed], [output, info, download],
                    api_visibility="private", show_progress="minimal", show_progress_on=output, **ctx.concurrency("text"))
     clear_errors_on_success(generated)
     stop_button.click(bind(stop_writing, ctx), None, None, **private)
     model.change(bind(model_hint, ctx), model, hint, **private)
-    gr.api(zero_gpu(120)(bind(generate_text, ctx)), api_name="generate_text", **ctx.concurrency("text"))
+    gr.api(cancellable(zero_gpu(120)(bind(generate_text, ctx))), api_name="generate_text", **ctx.concurrency("text"))
 
     return TabHandles(script_source=output, send_script=send_script,
                       on_open=(bind(refresh_models, ctx), [model], [model, hint]),

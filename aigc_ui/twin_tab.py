@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 
 import gradio as gr
 import numpy as np
 
 from pipelines.core.errors import UserError
+from pipelines.core.seeds import check_seed
 from pipelines.core.settings import ASSETS_DIR
 from pipelines.twin import did_keys
 from pipelines.twin import pipeline as twin
 from pipelines.twin import profiles
 
-from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
-                     progress_callback, provenance_checkbox, show_notices)
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, photo_input, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -87,6 +89,8 @@ add_strings(
         "twin.deleted": "Deleted profile \"{name}\".",
         "twin.no_voices": "Voice synthesis is not installed in this build: use your own recording.",
         "twin.choose_profile": "Choose a profile first.",
+        "twin.overwrite": "Overwrite the profile of that name",
+        "twin.profile_exists": "A profile called \"{name}\" already exists: tick \"Overwrite\" and save again to replace it, or choose another name.",
         "twin.consent_did": "I have the right to animate this face (it is me, or I have the person's permission), and to send this photo to D-ID: with the D-ID engine it leaves this computer",
         "twin.did_settings": "D-ID settings",
         "twin.did_privacy": "With the D-ID engine, the photo and the script (or the recording) are sent to D-ID's servers: they leave this computer, and D-ID's terms apply. D-ID bills each video against your plan's credits; trial videos carry D-ID's watermark.",
@@ -165,6 +169,8 @@ add_strings(
         "twin.deleted": "已删除档案“{name}”。",
         "twin.no_voices": "此版本未安装语音合成：请使用你自己的录音。",
         "twin.choose_profile": "请先选择一个档案。",
+        "twin.overwrite": "覆盖同名档案",
+        "twin.profile_exists": "名为“{name}”的档案已存在：如要替换，请勾选“覆盖”后再次保存，或换一个名字。",
         "twin.consent_did": "我有权让这张脸动起来（是我本人，或已获得本人许可），并同意把这张照片发送给 D-ID：使用 D-ID 引擎时照片会离开本机",
         "twin.did_settings": "D-ID 设置",
         "twin.did_privacy": "使用 D-ID 引擎时，照片和脚本（或录音）会发送到 D-ID 的服务器：它们会离开本机，并适用 D-ID 的条款。D-ID 按视频从你的套餐额度中扣费；试用账户的视频带有 D-ID 水印。",
@@ -258,6 +264,7 @@ def find_faces(ctx: StudioContext, photo_value, request: gr.Request):
         return None, gr.Dropdown(choices=[], value=None), say("twin.no_face_yet", lang)
     from pipelines.face.landmarks import detect_faces
 
+    ctx.sessions.check_input(request, photo_value)
     image = twin.load_photo(photo_value)
     faces = detect_faces(image, runtime=ctx.runtime)
     twin.choose_face(faces, 0)  # no face or a tiny one: say why now, not after the render
@@ -300,8 +307,11 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
     lang = language_of(request)
     if not consent:
         raise UserError(say("twin.need_consent", "en"), zh=say("twin.need_consent", "zh"))
+    check_seed(seed)  # out of range: the same message as every tab, before any work
+    ctx.sessions.check_input(request, photo, audio)
     key = did_key_for(did_key, request)
     engine = check_engine(ctx, engine, key_supplied=key is not None)
+    runtime = ctx.runtime_for(request)  # the video goes into this person's own folder
     with ctx.jobs.running(request, TAB) as token, did_keys.use_key(key):
         result = twin.create_twin_video(
             photo, script=script or "", voice=None if voice in (None, "", "auto") else voice,
@@ -309,7 +319,7 @@ def render_twin(ctx: StudioContext, *, photo, script, voice, audio, consent: boo
             face_index=int(face_index) if face_index not in (None, "") else None,
             expression=float(expression), still=bool(still), subtitles=bool(subtitles), ai_label=bool(ai_label),
             seed=-1 if seed in (None, "") else seed, engine=engine, language=lang, label_corner=label_corner or "top-left",
-            provenance=bool(provenance), consent=True, runtime=ctx.runtime, stop=token,
+            provenance=bool(provenance), consent=True, runtime=runtime, stop=token,
             on_progress=progress_callback(progress, lang))
     show_notices(result.notices, lang)
     return result
@@ -332,7 +342,7 @@ def create_video(ctx: StudioContext, photo, script, voice, recording, consent, f
                          subtitles=subtitles, ai_label=ai_label, seed=seed, engine=engine, did_key=did_key,
                          label_corner=label_corner, provenance=provenance, request=request, progress=progress)
     path = str(result.path)
-    return path, path, done_message(result, language_of(request)), list_history(ctx)
+    return path, path, done_message(result, language_of(request)), list_history(ctx, request)
 
 
 @friendly_errors
@@ -438,32 +448,51 @@ def forget_did_key(ctx: StudioContext, request: gr.Request):
 
 
 # ---------------------------------------------------------------- handlers: profiles and history
-def list_history(ctx: StudioContext):
-    return [str(p) for p in twin.list_twin_videos(ctx.runtime)] or None
+# Each person sees, loads, overwrites and deletes only their own profiles and videos: every handler works in
+# ``ctx.runtime_for(request)``, the caller's own outputs folder (aigc_ui/sessions.py says whose is whose).
+def list_history(ctx: StudioContext, request: gr.Request):
+    return [str(p) for p in twin.list_twin_videos(ctx.runtime_for(request))] or None
+
+
+def store_profile(ctx: StudioContext, request, name, photo, voice, recording, persona, overwrite: bool):
+    """Save a profile in the caller's folder (checks first: whose files the inputs are, the name)."""
+    ctx.sessions.check_input(request, photo, recording)
+    voice = None if voice in (None, "", "auto") else str(voice)
+    if voice is not None and not re.fullmatch(r"espeak-ng(:[\w\-]+)?", voice):
+        ctx.catalog.get("voice", voice)  # a catalog voice only: the strict catalog says "unknown" to a path
+    return profiles.save_profile(name, photo=photo, voice=voice, recording=recording or None,
+                                 persona=persona or "", runtime=ctx.runtime_for(request), overwrite=bool(overwrite))
 
 
 @friendly_errors
-def save_profile(ctx: StudioContext, name, photo, voice, recording, persona, request: gr.Request):
-    profile = profiles.save_profile(name, photo=photo, voice=voice, recording=recording or None,
-                                    persona=persona or "", runtime=ctx.runtime)
-    return (gr.Dropdown(choices=profiles.list_profiles(ctx.runtime), value=profile.name),
-            say("twin.saved", language_of(request), name=profile.name))
+def save_profile(ctx: StudioContext, name, photo, voice, recording, persona, overwrite=False,
+                 request: gr.Request = None):
+    """Save photo + voice + persona; an existing profile of that name is replaced only when "Overwrite" is
+    ticked (else the message says so and nothing changes)."""
+    lang = language_of(request)
+    try:
+        profile = store_profile(ctx, request, name, photo, voice, recording, persona, overwrite)
+    except profiles.ProfileExists as exc:
+        return gr.Dropdown(), gr.Checkbox(visible=True), say("twin.profile_exists", lang, name=exc.name)
+    return (gr.Dropdown(choices=profiles.list_profiles(ctx.runtime_for(request)), value=profile.name),
+            gr.Checkbox(value=False), say("twin.saved", lang, name=profile.name))
 
 
 @friendly_errors
 def load_profile(ctx: StudioContext, name, request: gr.Request):
     if not name:
         raise UserError(say("twin.choose_profile", "en"), zh=say("twin.choose_profile", "zh"))
-    p = profiles.load_profile(name, ctx.runtime)
+    p = profiles.load_profile(name, ctx.runtime_for(request))
     return (str(p.photo), p.voice or "auto", str(p.recording) if p.recording else None, p.persona,
             p.name, say("twin.loaded", language_of(request), name=p.name))
 
 
 @friendly_errors
 def delete_profile(ctx: StudioContext, name, request: gr.Request):
+    runtime = ctx.runtime_for(request)
     if name:
-        profiles.delete_profile(name, ctx.runtime)
-    return (gr.Dropdown(choices=profiles.list_profiles(ctx.runtime), value=None),
+        profiles.delete_profile(name, runtime)
+    return (gr.Dropdown(choices=profiles.list_profiles(runtime), value=None),
             say("twin.deleted", language_of(request), name=name or ""))
 
 
@@ -471,7 +500,41 @@ def on_open(ctx: StudioContext, request: gr.Request):
     """When the tab is opened: the voices, engines, profiles and videos there are now."""
     lang = language_of(request)
     return (gr.Dropdown(choices=voice_choices(ctx.runtime)), gr.Dropdown(choices=engine_choices(ctx, lang)),
-            gr.Dropdown(choices=profiles.list_profiles(ctx.runtime)), list_history(ctx))
+            gr.Dropdown(choices=profiles.list_profiles(ctx.runtime_for(request))), list_history(ctx, request))
+
+
+# ---------------------------------------------------------------- API: profiles and history (the caller's own)
+@friendly_errors
+def save_profile_api(ctx: StudioContext, name, photo, voice, audio, persona, overwrite=False,
+                     request: gr.Request = None) -> str:
+    """Save photo + voice (a voice name) or audio (your recording) + persona as the profile `name`. A profile of
+    that name is replaced only with overwrite=True; otherwise the call fails and says so. Returns the name."""
+    return store_profile(ctx, request, name, photo, voice, audio, persona, overwrite).name
+
+
+@friendly_errors
+def list_profiles_api(ctx: StudioContext, request: gr.Request) -> list[str]:
+    """The names of your saved profiles."""
+    return profiles.list_profiles(ctx.runtime_for(request))
+
+
+@friendly_errors
+def load_profile_api(ctx: StudioContext, name, request: gr.Request):
+    """Your profile `name`: (photo, voice, audio recording or None, persona)."""
+    p = profiles.load_profile(name, ctx.runtime_for(request))
+    return str(p.photo), p.voice or "auto", str(p.recording) if p.recording else None, p.persona
+
+
+@friendly_errors
+def delete_profile_api(ctx: StudioContext, name: str, request: gr.Request) -> bool:
+    """Delete your profile `name`; False when you have none of that name."""
+    return profiles.delete_profile(name, ctx.runtime_for(request))
+
+
+@friendly_errors
+def twin_history_api(ctx: StudioContext, request: gr.Request):
+    """Your twin videos, newest first."""
+    return list_history(ctx, request) or []
 
 
 def on_load(ctx: StudioContext, request: gr.Request):
@@ -488,8 +551,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         with gr.Tab(t("twin.step_photo"), id="photo"):
             with gr.Row():
                 with gr.Column():
-                    photo = gr.Image(label=t("twin.photo"), type="filepath", sources=["upload", "webcam", "clipboard"],
-                                     height=360)
+                    photo = photo_input(label=t("twin.photo"), sources=["upload", "webcam", "clipboard"], height=360)
                     if sample_photos():
                         gr.Examples(sample_photos(), inputs=[photo], label=t("twin.samples"))
                 with gr.Column():
@@ -555,7 +617,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         # ---- 5. profiles and history
         with gr.Tab(t("twin.step_profiles"), id="profiles"):
             with gr.Row():
-                profile_name = gr.Textbox(label=t("twin.profile_name"))
+                profile_name = gr.Textbox(label=t("twin.profile_name"), max_length=60)
+                overwrite = gr.Checkbox(label=t("twin.overwrite"), value=False, visible=False)
                 save = gr.Button(t("twin.save_profile"))
             with gr.Row():
                 profile_list = gr.Dropdown(label=t("twin.profiles"), choices=[], value=None)
@@ -572,6 +635,26 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         api_photo, api_audio = gr.File(type="filepath"), gr.File(type="filepath")
         api_script, api_voice = gr.Textbox(), gr.Textbox()
         api_engine = gr.Textbox(value="classic")
+        # the profile endpoints' own inputs and outputs
+        profile_trigger, load_trigger, history_trigger = gr.Button(), gr.Button(), gr.Button()
+        api_profile_name, api_persona, api_overwrite = gr.Textbox(), gr.Textbox(), gr.Checkbox(value=False)
+        api_saved = gr.Textbox()
+        api_out_photo, api_out_audio = gr.File(), gr.File()
+        api_out_voice, api_out_persona = gr.Textbox(), gr.Textbox()
+        api_history = gr.File(file_count="multiple")
+
+    # Profiles and history for scripts: each call acts on the caller's own data only. (Wired before the
+    # page's own events, whose handlers share these names: the API keeps the plain names.)
+    profile_trigger.click(bind(save_profile_api, ctx),
+                          [api_profile_name, api_photo, api_voice, api_audio, api_persona, api_overwrite], api_saved,
+                          api_name="save_profile", api_description=save_profile_api.__doc__)
+    gr.api(bind(list_profiles_api, ctx), api_name="list_profiles", api_description=list_profiles_api.__doc__)
+    load_trigger.click(bind(load_profile_api, ctx), api_profile_name,
+                       [api_out_photo, api_out_voice, api_out_audio, api_out_persona],
+                       api_name="load_profile", api_description=load_profile_api.__doc__)
+    gr.api(bind(delete_profile_api, ctx), api_name="delete_profile", api_description=delete_profile_api.__doc__)
+    history_trigger.click(bind(twin_history_api, ctx), None, api_history, api_name="twin_history",
+                          api_description=twin_history_api.__doc__)
 
     private = dict(api_visibility="private")
     for button, target in ((next_1, "script"), (back_2, "photo"), (next_2, "voice"), (back_3, "script"),
@@ -579,7 +662,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         button.click(functools.partial(go_to_step, target), None, steps, queue=False, **private)
     found = photo.change(bind(find_faces, ctx), photo, [faces_view, face_choice, faces_info],
                          show_progress_on=faces_view, **private)
-    written = write.click(bind(write_script, ctx), [persona, topic, seconds, language], script, **private,
+    written = write.click(cancellable(bind(write_script, ctx)), [persona, topic, seconds, language], script, **private,
                           **ctx.concurrency("text"))
     engine.input(bind(warn_if_engine_cannot_run, ctx), engine, None, queue=False, **private)
     engine.change(bind(engine_settings, ctx), [engine, consent, did_key], [did_settings, did_status, consent],
@@ -587,20 +670,20 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     did_check.click(bind(check_did_key, ctx), [did_key_box, did_remember, did_key], [did_key, did_key_box, did_status],
                     **private)
     did_forget.click(bind(forget_did_key, ctx), None, [did_key, did_key_box, did_status], queue=False, **private)
-    created = create.click(zero_gpu(300)(bind(create_video, ctx)),
+    created = create.click(cancellable(zero_gpu(300)(bind(create_video, ctx))),
                            [photo, script, voice, recording, consent, face_choice, size, expression, still, subtitles,
                             ai_label, seed, engine, did_key, label_corner, mark], [video, download, info, history],
                            show_progress_on=video, **private, **ctx.concurrency("video"))  # one progress bar
-    api_trigger.click(zero_gpu(300)(bind(create_twin_video, ctx)), [api_photo, api_script, api_voice, api_audio,
-                                                                     api_engine], video,
+    api_trigger.click(cancellable(zero_gpu(300)(bind(create_twin_video, ctx))),
+                      [api_photo, api_script, api_voice, api_audio, api_engine], video,
                       api_name="create_twin_video",
                       api_description="photo + script + voice (or a voice recording as audio) -> talking-head MP4, "
                                       "made by the engine named (default classic). Calling it declares you have "
                                       "the right to animate the face; videos carry an 'AI-generated' label.",
                       **ctx.concurrency("video"))
     stop.click(bind(stop_rendering, ctx), None, None, queue=False, **private)
-    saved = save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona],
-                       [profile_list, profile_info], **private)
+    saved = save.click(bind(save_profile, ctx), [profile_name, photo, voice, recording, persona, overwrite],
+                       [profile_list, overwrite, profile_info], **private)
     loaded = load.click(bind(load_profile, ctx), profile_list,
                         [photo, voice, recording, persona, profile_name, profile_info], **private)
     deleted = delete.click(bind(delete_profile, ctx), profile_list, [profile_list, profile_info], **private)

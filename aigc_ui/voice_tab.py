@@ -14,8 +14,8 @@ import gradio as gr
 
 from pipelines.voice import synthesis as speech
 
-from .common import (StudioContext, TabHandles, bind, clear_errors_on_success, friendly_errors, language_of,
-                     pass_through, progress_callback, provenance_checkbox, show_notices)
+from .common import (StudioContext, TabHandles, bind, cancellable, clear_errors_on_success, friendly_errors,
+                     language_of, pass_through, progress_callback, provenance_checkbox, show_notices)
 from .hosting import zero_gpu
 from .i18n import add_strings, say, t
 
@@ -100,8 +100,17 @@ def dropdown_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, st
     return [(f"{name} — {label}", name) for name, _ready, label in speech.voice_choices(ctx.runtime, lang)]
 
 
-def kept_recordings(ctx: StudioContext) -> list[tuple[str, str]]:
-    return [(p.stem, str(p)) for p in speech.list_my_voices(ctx.runtime)]
+def kept_recordings(ctx: StudioContext, request) -> list[str]:
+    """The names of the caller's own kept recordings (names only: no server path leaves the studio)."""
+    return [p.stem for p in speech.list_my_voices(ctx.runtime_for(request))]
+
+
+def kept_recording(ctx: StudioContext, name: str, request: gr.Request):
+    """A kept recording was picked: it becomes the audio for the twin (looked up in the caller's folder)."""
+    for path in speech.list_my_voices(ctx.runtime_for(request)):
+        if path.stem == name:
+            return str(path)
+    return None
 
 
 # ---------------------------------------------------------------- handlers
@@ -118,8 +127,9 @@ def speak(ctx: StudioContext, text: str, voice: str, speed: float, settings: dic
     lang = language_of(request)
     live_stream = streaming_playable()  # the same answer build_tab got
     options = {**DEFAULT_SETTINGS, **(settings or {})}
+    runtime = ctx.runtime_for(request)  # the speech file goes into this person's own folder
     with ctx.jobs.running(request, TAB) as stop:
-        stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=ctx.runtime, stop=stop,
+        stream = speech.stream_speech(text=text, voice=voice, speed=speed, runtime=runtime, stop=stop,
                                       on_progress=progress_callback(progress, lang), pitch=options["pitch"],
                                       normalize=options["normalize"], sentence_pause=options["pause"],
                                       output_format=options["format"], save=True,
@@ -146,10 +156,11 @@ def save_my_voice(ctx: StudioContext, recording: str, name: str, request: gr.Req
     """Clean and keep a recording; it becomes the audio for the twin. The parameter names are the API's."""
     import soundfile as sf
 
-    saved = speech.save_my_voice(path=recording, name=name, runtime=ctx.runtime)
+    ctx.sessions.check_input(request, recording)
+    saved = speech.save_my_voice(path=recording, name=name, runtime=ctx.runtime_for(request))
     seconds = sf.info(str(saved)).duration
     return (str(saved), str(saved), say("voice.saved", language_of(request), file=saved.name, seconds=seconds),
-            gr.Dropdown(choices=kept_recordings(ctx), value=str(saved)))
+            gr.Dropdown(choices=kept_recordings(ctx, request), value=saved.stem))
 
 
 def refresh_lists(ctx: StudioContext, request: gr.Request):
@@ -158,7 +169,7 @@ def refresh_lists(ctx: StudioContext, request: gr.Request):
     names = speech.cloning_models(ctx.runtime)
     notice = say("voice.cloning_available", lang, names=", ".join(names)) if names else \
         speech.VOICE_CLONING_HELP["zh" if lang == "zh" else "en"]
-    return gr.Dropdown(choices=dropdown_choices(ctx, lang)), gr.Dropdown(choices=kept_recordings(ctx)), notice
+    return gr.Dropdown(choices=dropdown_choices(ctx, lang)), gr.Dropdown(choices=kept_recordings(ctx, request)), notice
 
 
 # ---------------------------------------------------------------- layout and wiring
@@ -212,14 +223,15 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                          ("provenance", mark)):
         control.change(functools.partial(remember_setting, key), [control, settings], settings, **private)
     # transformers voices (Bark, SpeechT5) use the GPU on ZeroGPU Spaces
-    speak_event = speak_button.click(zero_gpu(120)(bind(speak, ctx)), [text, voice, speed, settings], [result, live, status],
-                                     api_name="synthesize_speech", show_progress_on=result, **ctx.concurrency("voice"))
+    speak_event = speak_button.click(cancellable(zero_gpu(120)(bind(speak, ctx))), [text, voice, speed, settings],
+                                     [result, live, status], api_name="synthesize_speech", show_progress_on=result,
+                                     **ctx.concurrency("voice"))
     speak_event.success(pass_through, result, for_twin, **private)
     stop_button.click(bind(stop_speaking, ctx), None, None, **private)
     kept_voice = save_button.click(bind(save_my_voice, ctx), [recording, my_name], [cleaned, for_twin, my_status, kept],
-                      api_name="save_my_voice", show_progress_on=cleaned)
+                                   api_name="save_my_voice", show_progress_on=cleaned)
     clear_errors_on_success(speak_event, kept_voice)
-    kept.change(pass_through, kept, for_twin, **private)
+    kept.input(bind(kept_recording, ctx), kept, for_twin, **private)
     refresh.click(bind(refresh_lists, ctx), None, [voice, kept, cloning_notice], **private)
 
     return TabHandles(audio_source=for_twin, send_audio=send_audio,

@@ -364,7 +364,7 @@ class DidApi:
         from pipelines.core.runtime import Runtime
 
         self.config = config
-        self.runtime = runtime or Runtime.from_config(config)
+        self.runtime = runtime or Runtime.from_config(config, strict=True)
         self.store = TalkStore(self.runtime.outputs_dir / "did")
         self.worker = RenderWorker(config.heavy_concurrency)
         self.open_to_others = bool(config.auth) or not is_loopback_host(config.host)
@@ -381,11 +381,11 @@ class DidApi:
                                                    "studio with --auth user:password to open it to others")
         credentials = parse_basic(request.headers.get("authorization"))
         if self.config.auth:
-            user, password = self.config.auth
-            if credentials is None or not (secrets.compare_digest(credentials[0].encode(), user.encode())
-                                           and secrets.compare_digest(credentials[1].encode(), password.encode())):
-                raise ApiError(401, "AuthorizationError", "user unauthenticated")
-            return Caller("u_" + hashlib.sha256(user.encode()).hexdigest()[:16])
+            for user, password in self.config.credentials:  # --auth may name several users
+                if credentials is not None and secrets.compare_digest(credentials[0].encode(), user.encode()) \
+                        and secrets.compare_digest(credentials[1].encode(), password.encode()):
+                    return Caller("u_" + hashlib.sha256(user.encode()).hexdigest()[:16])
+            raise ApiError(401, "AuthorizationError", "user unauthenticated")
         if credentials is None:
             return Caller("anonymous")
         return Caller("k_" + hashlib.sha256(":".join(credentials).encode()).hexdigest()[:16])

@@ -76,18 +76,35 @@ def test_loaded_models_endpoint_reports_the_cache(studio, client):
 
 
 def test_files_outside_outputs_and_assets_cannot_be_fetched(studio, tmp_path):
-    _, url, config = studio
+    from pipelines.core import owners
+
+    demo, url, config = studio
     secret = config.models_dir / "secret.safetensors"
     secret.write_bytes(b"weights")
     outside = tmp_path / "outside.txt"
     outside.write_text("private")
-    produced = config.outputs_dir / "hello.txt"
+    key = owners.new_key()  # a person's outputs: served to that person only
+    folder = owners.owner_dir(config.outputs_dir, owners.owner_id(demo.studio_context.sessions.secret, "k", key))
+    folder.mkdir(parents=True, exist_ok=True)
+    produced = folder / "hello.txt"
     produced.write_text("an output")
+    unowned = config.outputs_dir / "hello.txt"  # under outputs/ but nobody's: never served directly
+    unowned.write_text("an output")
     base = url + "gradio_api/file="
-    assert get(base + str(produced)) == 200
+    assert get_with(base + str(produced), {"X-Profile-Key": key}) == 200
+    assert get(base + str(produced)) == 403
     assert get(base + str(ROOT / "assets" / "studio.css")) == 200
-    for path in (secret, outside, Path("/etc/passwd"), ROOT / "app.py"):
+    for path in (secret, outside, unowned, config.outputs_dir / owners.SECRET_FILE, Path("/etc/passwd"),
+                 ROOT / "app.py"):
         assert get(base + str(path)) in (403, 404), path
+
+
+def get_with(url: str, headers: dict) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def test_uploads_over_the_limit_are_refused(studio):

@@ -392,7 +392,7 @@ def test_generate_faces_api(studio, client, dcgan_models):
     from PIL import Image
 
     assert all(Image.open(f).size == (256, 256) for f in files)
-    assert len(list((config.outputs_dir / "faces").glob("*.png"))) >= 3
+    assert len(list(config.outputs_dir.glob("users/*/faces/*.png"))) >= 3  # in the caller's own folder
     with pytest.raises(AppError, match="minimum value 1|from 1 to 64"):  # the slider's own check
         client.predict(model="dcgan-faces-64", count=0, seed=5, truncation=1.0, api_name="/generate_faces")
     with pytest.raises(AppError, match="Unknown model"):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -388,6 +389,7 @@ class FakeRequest:
     def __init__(self, lang: str = "en"):
         self.headers = {"cookie": f"aigc-lang={lang}", "accept-language": lang}
         self.session_hash = "test-session"
+        self.client = types.SimpleNamespace(host="127.0.0.1")  # the host: downloads and removals are theirs
 
 
 @pytest.fixture

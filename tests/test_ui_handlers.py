@@ -152,7 +152,7 @@ def test_create_refuses_without_consent_in_the_users_language(ctx):
         twin_tab.create_video(ctx, **args, request=EN)
     with pytest.raises(gr.Error, match="同意框"):
         twin_tab.create_video(ctx, **args, request=ZH)
-    assert not list((ctx.runtime.outputs_dir / "twin").glob("*.mp4"))
+    assert not list((ctx.runtime_for(EN).outputs_dir / "twin").glob("*.mp4"))
 
 
 @pytest.mark.slow
@@ -210,10 +210,16 @@ def test_profiles_save_load_and_delete(ctx, tmp_path):
     from aigc_ui import twin_tab
 
     recording = tone(tmp_path / "me.wav")
-    dropdown, info = twin_tab.save_profile(ctx, "Ms Collins", str(PHOTO), "piper-joe-en", str(recording),
-                                           "an astronaut", EN)
+    dropdown, overwrite, info = twin_tab.save_profile(ctx, "Ms Collins", str(PHOTO), "piper-joe-en", str(recording),
+                                                      "an astronaut", request=EN)
     assert "Ms Collins" in dropdown.choices[0] and dropdown.value == "Ms Collins"
     assert info == 'Saved profile "Ms Collins".'
+    # the same name again: nothing changes until "Overwrite" is ticked (the box appears)
+    _, overwrite, info = twin_tab.save_profile(ctx, "Ms Collins", str(PHOTO), "auto", None, "x", request=EN)
+    assert overwrite.visible is True and "already exists" in info
+    _, overwrite, info = twin_tab.save_profile(ctx, "Ms Collins", str(PHOTO), "piper-joe-en", str(recording),
+                                               "an astronaut", True, request=EN)
+    assert overwrite.value is False and info == 'Saved profile "Ms Collins".'
     photo, voice, loaded_recording, persona, name, info = twin_tab.load_profile(ctx, "Ms Collins", ZH)
     assert Path(photo).is_file() and Path(loaded_recording).is_file()
     assert (voice, persona, name) == ("piper-joe-en", "an astronaut", "Ms Collins")
@@ -263,7 +269,8 @@ def test_save_my_voice_cleans_and_keeps_the_recording(ctx, tmp_path):
     import soundfile as sf
 
     assert sf.info(cleaned).samplerate == 22050
-    assert message.startswith("Kept as `my-voice.wav`") and kept.value == cleaned
+    assert message.startswith("Kept as `my-voice.wav`") and kept.value == "my-voice"  # names, never paths
+    assert voice_tab.kept_recording(ctx, "my-voice", EN) == cleaned
     with pytest.raises(gr.Error, match="请先上传或录制"):
         voice_tab.save_my_voice(ctx, None, "x", ZH)
 

@@ -104,8 +104,8 @@ def test_batch_tab_makes_the_videos_and_offers_the_zip(batch_ctx, uploads):
     assert message.startswith("完成") and "失败 1 行" in message
     with zipfile.ZipFile(archive) as z:
         assert sorted(z.namelist()) == sorted(["summary.csv", rows[0][4]])
-    # Each run has its own folder under outputs/batch/
-    assert str(batch_ctx.runtime.outputs_dir / "batch") in archive
+    # Each run has its own folder under batch/, in the caller's own outputs folder
+    assert str(batch_ctx.runtime_for(ZH).outputs_dir / "batch") in archive
 
 
 def test_batch_tab_refuses_without_consent_or_spreadsheet_in_the_users_language(batch_ctx, uploads):

@@ -191,13 +191,27 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 
 
 # ---------------------------------------------------------------- local models (models/ folder)
-def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
-    """Models the user put under models/: see models/README.md for the layout."""
+def scan_models_dir(models_dir: Path, follow_outside_links: bool = False) -> list[ModelSpec]:
+    """Models the user put under models/: see models/README.md for the layout.
+
+    A link that leads outside ``models_dir`` (a file, a folder, or a file inside a model folder) is
+    skipped unless ``follow_outside_links``: whoever can write into models/ cannot point the studio at
+    any other file on the computer.
+    """
     found: list[ModelSpec] = []
     if not models_dir.is_dir():
         return found
+    root = Path(models_dir).resolve()
+
+    def stays_inside(path: Path) -> bool:
+        if follow_outside_links:
+            return True
+        paths = [path] + (list(path.rglob("*")) if path.is_dir() else [])
+        return all(_is_within(p, root) for p in paths)
 
     def local(name, task, backend, path: Path, **kw):
+        if not stays_inside(path):
+            return
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
         found.append(ModelSpec(name=name, task=task, backend=backend, source_kind="local", source=str(path),
                                licence=kw.pop("licence", "see the model's own licence"),
@@ -238,6 +252,14 @@ def scan_models_dir(models_dir: Path) -> list[ModelSpec]:
               languages=spec.languages, description=spec.description, description_zh=spec.description_zh,
               options=spec.options)
     return found
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except (ValueError, OSError, RuntimeError):  # outside, unreadable, or a link loop
+        return False
 
 
 def _model_folders(folder: Path) -> list[Path]:
@@ -367,10 +389,17 @@ def _key_configured(spec: ModelSpec) -> bool:
 
 # ---------------------------------------------------------------- the catalog
 class Catalog:
-    """Built-in models plus whatever is in models/, looked up by task and short name."""
+    """Built-in models plus whatever is in models/, looked up by task and short name.
 
-    def __init__(self, models_dir: Path):
+    ``strict`` (the studio's UI and API): a model is named by its catalog name (or the file under models/
+    the catalog found), never by a path or a hub id from a request. Scripts and the CLIs use a lax catalog,
+    which also takes any existing path and anything that looks like a hub id.
+    """
+
+    def __init__(self, models_dir: Path, *, strict: bool = False, follow_outside_links: bool = False):
         self.models_dir = Path(models_dir)
+        self.strict = strict
+        self.follow_outside_links = follow_outside_links
 
     def models(self, task: str | None = None) -> list[ModelSpec]:
         # ``wheel`` models keep their weights under this catalog's models/ folder: tell them where.
@@ -379,25 +408,34 @@ class Catalog:
         # A model downloaded by the model manager takes its catalog entry's place (same name, now local).
         from .model_downloads import with_downloaded_copies
 
-        specs = with_downloaded_copies(builtin, scan_models_dir(self.models_dir), self.models_dir)
+        local = scan_models_dir(self.models_dir, self.follow_outside_links)
+        specs = with_downloaded_copies(builtin, local, self.models_dir)
         return [s for s in specs if task is None or s.task == task]
 
     def get(self, task: str, name: str) -> ModelSpec:
-        """The model called ``name`` (a short name, a hub id, or a path) for ``task``."""
-        from .errors import ModelLoadError
-
+        """The model called ``name`` for ``task``: a catalog name (or the source the catalog lists);
+        a lax catalog also takes a path or a hub id. Anything else: one "unknown model" answer, the same
+        whether or not a file of that name exists."""
+        name = str(name or "").strip()
         for spec in self.models(task):
             if name in (spec.name, spec.source, spec.options.get("hub_id")):
                 return spec
-        path = Path(name).expanduser()
-        if path.exists():  # a path the user gave directly (CLI); the pipeline decides the backend
-            return ModelSpec(path.stem if path.is_file() else path.name, task, "auto", "local",
-                             str(path.resolve()), "see the model's own licence", licence_zh="见模型自带的许可证")
-        if "/" in name and not name.startswith((".", "/")):  # looks like a hub id
-            return ModelSpec(name, task, "auto", "hub", name, "see the model card", licence_zh="见模型卡片")
+        if not self.strict:
+            path = Path(name).expanduser()
+            if name and path.exists():  # a path the user gave directly (CLI); the pipeline decides the backend
+                return ModelSpec(path.stem if path.is_file() else path.name, task, "auto", "local",
+                                 str(path.resolve()), "see the model's own licence", licence_zh="见模型自带的许可证")
+            if "/" in name and not name.startswith((".", "/")):  # looks like a hub id
+                return ModelSpec(name, task, "auto", "hub", name, "see the model card", licence_zh="见模型卡片")
+        raise self.unknown(task, name)
+
+    def unknown(self, task: str, name: str):
+        from .errors import ModelLoadError
+
         known = ", ".join(s.name for s in self.models(task))
         folder = TASK_FOLDERS[task]
-        raise ModelLoadError(
+        name = name if len(name) <= 80 else name[:77] + "..."
+        return ModelLoadError(
             f"Unknown model '{name}'. Known: {known}. To add one, put it in models/{folder}/ (see models/README.md).",
             zh=f"未知模型“{name}”。可用：{known}。要添加模型，请放入 models/{folder}/（见 models/README.md）。")
 

@@ -16,12 +16,22 @@ ProgressFn = Callable[[float, str], None]
 
 
 class StopToken:
-    """Set by the UI (Stop button, client gone) and checked by the pipeline between steps."""
+    """Set by the UI and checked by the pipeline between steps.
+
+    ``stop()``: the user pressed Stop; work ends early and may keep what it made (a speech file with the
+    sentences spoken so far). ``cancel()``: the caller is gone (a client's cancel, a closed browser tab);
+    work ends as soon as it can and keeps nothing (``discard`` is True).
+    """
 
     def __init__(self):
         self._event = threading.Event()
+        self.discard = False
 
     def stop(self) -> None:
+        self._event.set()
+
+    def cancel(self) -> None:
+        self.discard = True
         self._event.set()
 
     @property

@@ -106,6 +106,30 @@ def _too_long(seconds: float, limit: float) -> UserError:
                      zh=f"录音太长（{seconds / 60:.1f} 分钟），上限为 {limit / 60:g} 分钟。请剪短后再试。")
 
 
+def audio_duration(path: str | Path) -> float | None:
+    """Seconds of audio in a file, from its header (nothing is decoded); None when it cannot be told."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        if info.samplerate > 0 and info.frames > 0:
+            return info.frames / info.samplerate
+    except Exception:  # noqa: BLE001 - not a format soundfile knows: ask ffmpeg
+        pass
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(rb"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", proc.stderr)
+    if not found:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     import soundfile as sf
 

@@ -16,14 +16,17 @@ class Runtime:
     catalog: Catalog
     outputs_dir: Path
     device_preference: str = "auto"
+    allow_pickle: bool = False  # pickled .ckpt weights may load (they can run code)
     _device: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_config(cls, config: AppConfig, cache: ModelCache | None = None) -> "Runtime":
+    def from_config(cls, config: AppConfig, cache: ModelCache | None = None, *, strict: bool = False) -> "Runtime":
+        """``strict``: models are named by catalog names only (the studio's UI and API; see Catalog)."""
         budget = int(config.memory_budget_gb * 2**30) if config.memory_budget_gb else None
+        catalog = Catalog(config.models_dir, strict=strict, follow_outside_links=config.follow_outside_symlinks)
         return cls(cache=cache or ModelCache(budget_bytes=budget, device=config.device),
-                   catalog=Catalog(config.models_dir), outputs_dir=config.outputs_dir,
-                   device_preference=config.device)
+                   catalog=catalog, outputs_dir=config.outputs_dir,
+                   device_preference=config.device, allow_pickle=config.allow_pickle)
 
     @classmethod
     def default(cls) -> "Runtime":

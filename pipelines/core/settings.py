@@ -18,7 +18,7 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     share: bool = False
-    auth: tuple[str, str] | None = None
+    auth: tuple[str, str] | list[tuple[str, str]] | None = None  # one user:password, or several
     models_dir: Path = field(default_factory=lambda: REPO_ROOT / "models")
     outputs_dir: Path = field(default_factory=lambda: REPO_ROOT / "outputs")
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -33,6 +33,11 @@ class AppConfig:
     max_images: int | None = None
     max_faces: int | None = None
     max_batches: int | None = None
+    shared_gallery: bool = False  # everyone sees, loads and deletes everyone's profiles and videos
+    anonymous_ttl_hours: float = 24.0  # outputs of sessions without a profile key are deleted after this
+    follow_outside_symlinks: bool = False  # links in models/ that lead outside it are skipped unless set
+    allow_pickle: bool = False  # pickled .ckpt image models can run code: refused unless set
+    admin_users: tuple[str, ...] = ()  # --auth users who may unload models (loopback always may)
 
     def __post_init__(self):
         self.models_dir = Path(self.models_dir).expanduser().resolve()
@@ -40,18 +45,37 @@ class AppConfig:
         if self.language not in ("auto", "en", "zh"):
             raise ValueError(f"language must be 'auto', 'en' or 'zh', not {self.language!r}")
 
+    @property
+    def credentials(self) -> list[tuple[str, str]]:
+        """Every (user, password) of ``--auth``; empty when the studio is open."""
+        if not self.auth:
+            return []
+        return [tuple(self.auth)] if isinstance(self.auth[0], str) else [tuple(pair) for pair in self.auth]
+
     def ensure_dirs(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.outputs_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _parse_auth(value: str | None) -> tuple[str, str] | None:
-    if not value:
+def _parse_auth(values: list[str] | str | None) -> tuple[str, str] | list[tuple[str, str]] | None:
+    """``user:password`` (repeat the flag, or separate with commas in AIGC_AUTH, for several users)."""
+    if isinstance(values, str):
+        values = [values]
+    pairs = []
+    for value in (v.strip() for item in (values or []) for v in item.split(",")):
+        if not value:
+            continue
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            raise argparse.ArgumentTypeError("--auth must look like user:password")
+        pairs.append((user, password))
+    if not pairs:
         return None
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise argparse.ArgumentTypeError("--auth must look like user:password")
-    return user, password
+    return pairs[0] if len(pairs) == 1 else pairs
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(env("AIGC_PORT", "7860")))
     p.add_argument("--share", action="store_true", default=env("AIGC_SHARE", "") in ("1", "true"),
                    help="ask Gradio for a public share link (needs internet)")
-    p.add_argument("--auth", default=env("AIGC_AUTH"), help="user:password required to open the UI")
+    p.add_argument("--auth", action="append", default=None,
+                   help="user:password required to open the UI; repeat it to give each person their own login "
+                        "(their things are kept under their user name). Env: AIGC_AUTH=user:pw[,user2:pw2]")
+    p.add_argument("--admin-user", action="append", default=None,
+                   help="an --auth user who may unload models from the Models tab (the studio's own computer "
+                        "always may). Env: AIGC_ADMIN_USERS=name[,name2]")
+    p.add_argument("--shared-gallery", action="store_true", default=_flag("AIGC_SHARED_GALLERY"),
+                   help="one shared gallery: everyone sees, loads and deletes everyone's profiles, recordings and "
+                        "videos (default: each person sees only their own)")
+    p.add_argument("--anonymous-ttl-hours", type=float, default=float(env("AIGC_ANONYMOUS_TTL_HOURS", "24")),
+                   help="delete what sessions without a profile key made after this many idle hours (0 = never)")
+    p.add_argument("--follow-symlinks-outside-models", action="store_true",
+                   default=_flag("AIGC_FOLLOW_SYMLINKS_OUTSIDE_MODELS"),
+                   help="use links in the models folder that point outside it (default: skipped)")
+    p.add_argument("--allow-pickle", action="store_true", default=_flag("AIGC_ALLOW_PICKLE"),
+                   help="allow pickled .ckpt image models (they can run code when loaded)")
     p.add_argument("--models-dir", default=env("AIGC_MODELS_DIR", str(REPO_ROOT / "models")))
     p.add_argument("--outputs-dir", default=env("AIGC_OUTPUTS_DIR", str(REPO_ROOT / "outputs")))
     p.add_argument("--device", default=env("AIGC_DEVICE", "auto"),
@@ -83,13 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
     args = build_parser().parse_args(argv)
+    env = os.environ.get
     try:
-        auth = _parse_auth(args.auth)
+        auth = _parse_auth(args.auth if args.auth is not None else env("AIGC_AUTH"))
     except argparse.ArgumentTypeError as e:
         build_parser().error(str(e))
+    admins = args.admin_user if args.admin_user is not None else (env("AIGC_ADMIN_USERS") or "").split(",")
     return AppConfig(host=args.host, port=args.port, share=args.share, auth=auth,
                      models_dir=Path(args.models_dir), outputs_dir=Path(args.outputs_dir),
                      device=args.device, language=args.language,
                      memory_budget_gb=args.memory_budget_gb, max_upload_mb=args.max_upload_mb,
                      max_videos=args.max_videos, max_text=args.max_text, max_voice=args.max_voice,
-                     max_images=args.max_images, max_faces=args.max_faces, max_batches=args.max_batches)
+                     max_images=args.max_images, max_faces=args.max_faces, max_batches=args.max_batches,
+                     shared_gallery=args.shared_gallery, anonymous_ttl_hours=args.anonymous_ttl_hours,
+                     follow_outside_symlinks=args.follow_symlinks_outside_models, allow_pickle=args.allow_pickle,
+                     admin_users=tuple(a.strip() for a in admins if a.strip()))

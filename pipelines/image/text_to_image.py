@@ -277,7 +277,7 @@ def check_inputs(prompt: str, *, negative_prompt: str = "", model: str, steps=No
                         zh=f"未知的采样器“{scheduler}”。可选：{', '.join(SCHEDULERS)}。")
     seed = resolve_seed(seed, span=batch_size)  # -1 = random; image i uses seed + i
     kind = _source_kind(spec)
-    allow_pickle = allow_pickle or os.environ.get("AIGC_ALLOW_PICKLE", "") in ("1", "true")
+    allow_pickle = allow_pickle or runtime.allow_pickle or os.environ.get("AIGC_ALLOW_PICKLE", "") in ("1", "true")
     if kind == "pickle" and not allow_pickle:
         raise UserError(f"{Path(spec.source).name} is a pickled checkpoint, which can run code when loaded. "
                         "Use a .safetensors file, or allow it explicitly (--allow-pickle / AIGC_ALLOW_PICKLE=1).",

@@ -369,16 +369,16 @@ def generate_text(prompt: str, *, model: str | None = None, system: str | None =
 
 def save_text(result: TextResult, outputs_dir: Path) -> Path:
     """Write the texts to outputs/text/<time>.txt (atomically), with the parameters beside it as JSON."""
-    from ..core.outputs import atomic_path, new_output_path, write_params
+    from ..core.outputs import atomic_path, new_output_path
 
     path = new_output_path(outputs_dir, "text", ".txt")
     body = result.text if len(result.texts) == 1 else "\n\n".join(
         f"--- {i + 1} ---\n{text}" for i, text in enumerate(result.texts))
-    with atomic_path(path) as tmp:
+    params = {**result.params, "seed": result.seed, "stopped": result.stopped,
+              "notices": [n.en for n in result.notices], "new_tokens": result.new_tokens,
+              "seconds": round(result.seconds, 3)}
+    with atomic_path(path, params=params) as tmp:  # the text and its .json appear together
         tmp.write_text(body + "\n", encoding="utf-8")
-    write_params(path, {**result.params, "seed": result.seed, "stopped": result.stopped,
-                        "notices": [n.en for n in result.notices], "new_tokens": result.new_tokens,
-                        "seconds": round(result.seconds, 3)})
     return path
 
 

@@ -32,7 +32,7 @@ from ..core.errors import ModelLoadError, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
 from ..core.seeds import resolve_seed
-from ..core.outputs import atomic_path, new_output_path, write_params
+from ..core.outputs import atomic_path, new_output_path, sidecar_of
 from ..core.runtime import Runtime
 from .framing import FACE_CROP_SIZE, frame_face, frame_photo  # noqa: F401 - scripts call frame_photo from here
 
@@ -147,6 +147,31 @@ def _check_inputs(script: str, audio: Any, expression: float, fps: int, output_s
         raise UserError("Frame rate must be between 10 and 60.", zh="帧率必须在 10 到 60 之间。")
 
 
+def _check_length(script: str, voice: str | None, audio: Any, max_seconds: float, runtime: Runtime) -> None:
+    """Refuse a job whose speech would be longer than ``max_seconds`` before any of it is made: a script by
+    the least time it can take to speak (its length and the voice's speaking rate), a recording by its
+    header. (The exact length is checked again once the speech exists.)"""
+    if audio is not None and not isinstance(audio, tuple):
+        from ..core.media import audio_duration
+
+        seconds = audio_duration(audio)
+    elif audio is None and (script or "").strip():
+        try:
+            from ..voice.synthesis import min_speech_seconds
+        except ImportError:
+            return
+        seconds = min_speech_seconds(script, voice=voice, runtime=runtime)
+    else:
+        return
+    if seconds is not None and seconds > max_seconds:
+        kind = "recording" if audio is not None else "script"
+        zh_kind = "录音" if audio is not None else "脚本"
+        raise UserError(f"The {kind} is too long: at least {seconds / 60:.1f} minutes of speech; the limit is "
+                        f"{max_seconds / 60:.0f} minutes. Please shorten the script or trim the recording.",
+                        zh=f"{zh_kind}太长：至少 {seconds / 60:.1f} 分钟的语音，上限为 {max_seconds / 60:.0f} 分钟。"
+                           "请缩短脚本或剪短录音。")
+
+
 # ---------------------------------------------------------------- 3. voice
 
 
@@ -170,7 +195,8 @@ def _speak(script: str, voice: str | None, runtime: Runtime, stop: StopToken | N
     except ImportError as exc:
         raise ModelLoadError("Voice synthesis is not installed in this build; give a voice recording instead.",
                              zh="此版本未安装语音合成；请改用一段录音。") from exc
-    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, provenance=provenance)
+    # save=False: the video carries the speech; a side file would outlive a refused or stopped job
+    speech = synthesize_speech(script, voice=voice, runtime=runtime, stop=stop, save=False, provenance=provenance)
     return _Voice(np.asarray(speech.audio, np.float32).reshape(-1), int(speech.sample_rate),
                   list(speech.timings or []), ", ".join(speech.voices_used), str(getattr(speech, "language", "")))
 
@@ -234,9 +260,11 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     runtime = runtime or Runtime.default()
     started = time.perf_counter()
     notices: list[Notice] = []
-    # 1. Check inputs (cheap checks first), then read the photo
+    # 1. Check inputs (cheap checks first: the length of the speech from the script's length or the
+    #    recording's header, before any speech is made or decoded), then read the photo
     _check_inputs(script, audio, expression, fps, output_size, consent)
     seed = resolve_seed(seed)  # -1 = random; the seed used is returned
+    _check_length(script, voice, audio, max_seconds, runtime)
     image = load_photo(photo)
     report(on_progress, 0.02, "photo")
 
@@ -315,7 +343,9 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     from ..provenance import sign_output, video_frame_marker
 
     mark, output_id = video_frame_marker(provenance)
-    with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, atomic_path(final) as tmp:
+    # The MP4 and its .json appear together, once both are complete (never one without the other)
+    with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, \
+            atomic_path(final, params=params) as tmp:
         for notice in animator.notices(job):  # said before the first frame (e.g. a slow device)
             notices.append(notice)
             report(on_progress, 0.15, notice.en)
@@ -324,13 +354,13 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
                 writer.write(mark(overlays.apply(frame, i)))
                 if i % 10 == 0:
                     report(on_progress, 0.15 + 0.85 * i / n_frames, f"frame {i}/{n_frames}")
+        check_stop(stop)  # a Stop during the last frames: still nothing kept
         sign_output(tmp, model=label_name, engine=engine, output_id=output_id, consent=params["consent"],
                     parameters=params, provenance=provenance)
-    params["render_seconds"] = round(time.perf_counter() - started, 2)
-    params["output_id"] = output_id  # the id in the watermark and the Content Credentials (None: provenance off)
-    params_path = write_params(final, params)
+        params["render_seconds"] = round(time.perf_counter() - started, 2)
+        params["output_id"] = output_id  # the id in the watermark and the Content Credentials (None: provenance off)
     report(on_progress, 1.0, "done")
-    return TwinVideo(path=final, params_path=params_path, seconds=seconds, frames=n_frames, fps=fps, width=w,
+    return TwinVideo(path=final, params_path=sidecar_of(final), seconds=seconds, frames=n_frames, fps=fps, width=w,
                      height=h, seed=seed, voice=spoken.name, faces_found=len(faces), face_index=face_index,
                      notices=notices, params=params)
 

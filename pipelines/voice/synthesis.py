@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import sys
@@ -31,7 +32,7 @@ from ..core.catalog import ModelSpec, availability
 from ..core.errors import ModelLoadError, Stopped, UserError
 from ..core.jobs import ProgressFn, StopToken, check_stop, report
 from ..core.notices import Notice
-from ..core.outputs import new_output_path, write_params
+from ..core.outputs import NoRoomError, is_no_room, new_output_path, partial_name, sidecar_of
 from ..core.runtime import Runtime
 from .text_normalize import (Segment, dominant_language, has_speakable_content, plan_segments,
                              strip_unspeakable)
@@ -41,7 +42,7 @@ from .audio_dsp import normalize_loudness, pitch_shift, resample, silence, trim_
 
 __all__ = ["SpeechResult", "SpeechChunk", "SpeechStream", "Timing", "synthesize_speech", "stream_speech", "list_voices",
            "voice_choices", "voice_for_language", "save_my_voice", "list_my_voices", "cloning_models",
-           "VOICE_CLONING_HELP"]
+           "VOICE_CLONING_HELP", "min_speech_seconds"]
 
 MAX_TEXT_CHARS = 20_000  # about 25 minutes of speech; longer texts should be split by the user
 MAX_MY_VOICE_SECONDS = 10 * 60
@@ -176,6 +177,10 @@ class SpeechStream:
                                   segment.language, piece_voice.name)
             report(self._on_progress, 1.0, "done")
         except Stopped:
+            if self._stop is not None and self._stop.discard:  # the caller is gone (cancel, closed tab)
+                if writer is not None:
+                    writer.discard()  # keep nothing
+                raise
             self.stopped = True  # keep what was made so far: the file is finished below, then the caller decides
         except BaseException:
             if writer is not None:
@@ -305,24 +310,60 @@ def save_my_voice(path: str | Path, name: str, runtime: Runtime | None = None) -
         raise UserError("The recording is silent or shorter than one second of speech.",
                         zh="录音是静音的，或有效语音不足一秒。")
     audio = normalize_loudness(audio)
-    # 3. Save atomically, with what was done to it
+    # 3. Save atomically, the recording and what was done to it as one pair, under a name of its own
+    #    (a second "my-voice" becomes "my-voice-2": a kept recording is never overwritten)
     import soundfile as sf
 
     from ..core.outputs import atomic_path
 
-    final = Path(runtime.outputs_dir) / "voices" / f"{slug}.wav"
-    with atomic_path(final) as tmp:
+    final = _free_name(Path(runtime.outputs_dir) / "voices", slug, ".wav")
+    params = dict(source=Path(str(path)).name, name=final.stem, sample_rate=MY_VOICE_RATE,
+                  seconds=round(len(audio) / MY_VOICE_RATE, 2),
+                  cleaning="mono, resampled, silence trimmed, loudness normalised to -20 dBFS")
+    with atomic_path(final, params=params) as tmp:
         sf.write(str(tmp), audio, MY_VOICE_RATE, subtype="PCM_16", format="WAV")
-    write_params(final, dict(source=Path(str(path)).name, name=slug, sample_rate=MY_VOICE_RATE,
-                             seconds=round(len(audio) / MY_VOICE_RATE, 2),
-                             cleaning="mono, resampled, silence trimmed, loudness normalised to -20 dBFS"))
     return final
+
+
+def _free_name(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``stem-2``, ``stem-3``... when that is taken."""
+    candidate, n = folder / f"{stem}{suffix}", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}{suffix}"
+    return candidate
 
 
 def list_my_voices(runtime: Runtime | None = None) -> list[Path]:
     runtime = runtime or Runtime.default()
     folder = Path(runtime.outputs_dir) / "voices"
-    return sorted(folder.glob("*.wav"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    kept = [p for p in folder.glob("*.wav") if not p.name.startswith(".")] if folder.is_dir() else []
+    return sorted(kept, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+# Speaking rates measured on the bundled voices at speed 1 (English words/s, Chinese characters/s):
+# eSpeak NG 3.6 / 3.7, Piper "joe" 3.3. The estimate below divides by rates 1.5x these, so it is a floor:
+# a text it says is too long is too long with every voice, and no real job is refused by mistake.
+FASTEST_WORDS_PER_SECOND = {"espeak": 3.6, "piper": 3.3}
+FASTEST_CJK_PER_SECOND = {"espeak": 3.7, "piper": 3.7}
+_SAFETY = 1.5
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def min_speech_seconds(text: str, *, voice: str | None = None, speed: float = 1.0,
+                       runtime: Runtime | None = None) -> float:
+    """The least time ``text`` can take to speak with ``voice`` at ``speed``, from its length alone (no model
+    runs): for checking a duration limit before any speech is made."""
+    kind = "espeak"
+    with contextlib.suppress(Exception):
+        chosen = resolve_voice(voice, runtime or Runtime.default())
+        if chosen.spec is not None and _backend_of(chosen.spec) == "piper":
+            kind = "piper"
+    text = str(text or "")
+    cjk = len(_CJK.findall(text))
+    words = len(_CJK.sub(" ", text).split())
+    seconds = words / FASTEST_WORDS_PER_SECOND[kind] + cjk / FASTEST_CJK_PER_SECOND[kind]
+    return seconds / (_SAFETY * max(float(speed or 1.0), 0.25))
 
 
 # ================================================================ checks
@@ -501,35 +542,55 @@ def _onnx_cuda() -> bool:
 
 # ================================================================ output file
 class _IncrementalWriter:
-    """Writes blocks to a hidden temp file as they come; ``finish`` renames it into place."""
+    """Writes blocks to a hidden temp file as they come; ``finish`` moves it and its parameters into place
+    together. A full disk raises NoRoomError and leaves nothing behind."""
 
     def __init__(self, outputs_dir: Path, output_format: str, provenance: bool = True):
         self.provenance = provenance  # watermark + Content Credentials on the finished file
         self.final = new_output_path(outputs_dir, "voice", "." + output_format)
-        self.tmp = self.final.with_name(f".{self.final.stem}.partial{self.final.suffix}")
+        self.tmp = partial_name(self.final)
         self.format = output_format
         self.file = None
 
     def write(self, block: np.ndarray, sample_rate: int) -> None:
         import soundfile as sf
 
-        if self.file is None:
-            kwargs = dict(format="MP3", subtype="MPEG_LAYER_III") if self.format == "mp3" else dict(
-                format="WAV", subtype="PCM_16")
-            self.file = sf.SoundFile(str(self.tmp), mode="w", samplerate=sample_rate, channels=1, **kwargs)
-        self.file.write(np.clip(block, -1.0, 1.0))
+        try:
+            if self.file is None:
+                kwargs = dict(format="MP3", subtype="MPEG_LAYER_III") if self.format == "mp3" else dict(
+                    format="WAV", subtype="PCM_16")
+                self.file = sf.SoundFile(str(self.tmp), mode="w", samplerate=sample_rate, channels=1, **kwargs)
+            self.file.write(np.clip(block, -1.0, 1.0))
+        except Exception as exc:
+            self._fail(exc)
 
     def finish(self, params: dict) -> Path | None:
         if self.file is None:
             return None
-        self.file.close()
         from ..provenance import mark_audio_file
 
-        mark_audio_file(self.tmp, model=", ".join(params.get("voices_used") or [str(params.get("voice", ""))]),
-                        engine="voice synthesis", parameters=params, provenance=self.provenance)
-        os.replace(self.tmp, self.final)
-        write_params(self.final, params)
+        sidecar_tmp = partial_name(sidecar_of(self.final))
+        try:
+            self.file.close()
+            mark_audio_file(self.tmp, model=", ".join(params.get("voices_used") or [str(params.get("voice", ""))]),
+                            engine="voice synthesis", parameters=params, provenance=self.provenance)
+            with open(sidecar_tmp, "w", encoding="utf-8") as f:
+                json.dump(params, f, ensure_ascii=False, indent=2, default=str)
+            os.replace(sidecar_tmp, sidecar_of(self.final))
+            os.replace(self.tmp, self.final)
+        except Exception as exc:
+            with contextlib.suppress(FileNotFoundError):
+                sidecar_tmp.unlink()
+            self._fail(exc)
         return self.final
+
+    def _fail(self, exc: Exception):
+        # asked while the unfinished file still exists (it takes the space it took)
+        no_room = not isinstance(exc, UserError) and is_no_room(exc, self.final.parent, self.tmp)
+        self.discard()
+        if no_room:
+            raise NoRoomError() from exc
+        raise exc
 
     def discard(self) -> None:
         if self.file is not None:
