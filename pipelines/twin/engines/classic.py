@@ -43,8 +43,11 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
         # (parted lips also open a little wider on loud vowels, so that speech spans above and below the rest)
         speech_gap = float(m.gap[i]) * (1 + 1.5 * rest_gap) + rest_gap * opens * (0.6 + 0.4 * min(loud[i], 1.0))
         speech_gap = rest_gap + k * (speech_gap - rest_gap)
+        # in a pause while talking the lips come together; once the talk is over (``speaking`` fades) the
+        # photo's own mouth comes back, parted or not
+        pause_gap = rest_gap * (1.0 - speaking)
         mouth = MouthPose(jaw=(1 - r) * k * float(m.jaw[i]),
-                          gap=(1 - r) * speech_gap + r * rest_gap,
+                          gap=(1 - r) * speech_gap + r * pause_gap,
                           width=(1 - r) * shape * float(m.width[i]),
                           pucker=(1 - r) * shape * float(m.pucker[i]),
                           upper=(1 - r) * k * float(m.upper[i]),
