@@ -431,6 +431,22 @@ def desk(runtime, tmp_path):
                     ChatSeats(limit=2))
 
 
+def test_each_person_sees_and_loads_only_their_own_profiles(desk):
+    from aigc_ui.chat_tab import load_chat_profile, on_open
+    from pipelines.core.errors import UserError
+    from pipelines.twin import profiles
+
+    alice, bob = FakeRequest("alice-tab"), FakeRequest("bob-tab")
+    profiles.save_profile("Astro", photo=str(PHOTO), voice="piper-joe-en", persona="a friendly astronaut",
+                          runtime=desk.studio.runtime_for(alice))
+    names = lambda dropdown: [c[0] if isinstance(c, tuple) else c for c in dropdown.choices]  # noqa: E731
+    assert names(on_open(desk, alice)[0]) == ["Astro"] and names(on_open(desk, bob)[0]) == []
+    photo, voice, persona = load_chat_profile(desk, "Astro", alice)
+    assert Path(photo).is_file() and voice == "piper-joe-en" and persona == "a friendly astronaut"
+    with pytest.raises(UserError):  # friendly_errors shows it in the page; bob has no such profile
+        load_chat_profile.__wrapped__(desk, "Astro", bob)
+
+
 def test_seats_cap_the_room_and_a_second_tab_takes_over(desk, runtime):
     from aigc_ui.chat_tab import LiveChat
     from pipelines.chat.media import SegmentStream
@@ -504,6 +520,9 @@ def test_a_browser_asks_through_its_microphone_and_the_video_plays(studio, quest
     the transcript and the twin's video element receives frames."""
     from playwright.sync_api import sync_playwright
 
+    from dataclasses import replace
+
+    from pipelines.core import owners
     from pipelines.core.media import write_wav
     from pipelines.core.runtime import Runtime
     from pipelines.twin import profiles
@@ -512,8 +531,11 @@ def test_a_browser_asks_through_its_microphone_and_the_video_plays(studio, quest
     assert shutil.which(CHROMIUM), "Debian's chromium is required"
     before = set(conversation_threads())  # other tests' conversations
     _, url, config = studio
+    # the profile belongs to whoever holds this key; the browser sends it with every request
+    key = owners.new_key()
+    mine = owners.owner_dir(config.outputs_dir, owners.owner_id(owners.load_secret(config.outputs_dir), "k", key))
     profiles.save_profile("Astro", photo=str(PHOTO), voice="piper-joe-en", persona="a friendly astronaut",
-                          runtime=Runtime.from_config(config))
+                          runtime=replace(Runtime.from_config(config), outputs_dir=mine))
     audio, rate, _ = question
     microphone = write_wav(tmp_path / "microphone.wav", np.concatenate(
         [np.zeros(48000), resample(audio, rate, 48000), np.zeros(48000 * 30)]), 48000)
@@ -521,7 +543,8 @@ def test_a_browser_asks_through_its_microphone_and_the_video_plays(studio, quest
             f"--use-file-for-fake-audio-capture={microphone}%noloop", "--autoplay-policy=no-user-gesture-required"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-        page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1100})
+        page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1100},
+                                extra_http_headers={"X-Profile-Key": key})
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "?lang=en", wait_until="load")
