@@ -161,12 +161,14 @@ def reroll_face(ctx: StudioContext, model, truncation, state, provenance: bool =
 
 
 @friendly_errors
-def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncation, request: gr.Request,
-                      progress=gr.Progress()):
-    """A morph from one seed's face to another's: an animated GIF and an MP4."""
+def interpolate_faces(ctx: StudioContext, model, seed_a, seed_b, frames, truncation, provenance: bool = True,
+                      request: gr.Request = None, progress=gr.Progress()):
+    """A morph from one seed's face to another's: an animated GIF and an MP4 (``provenance``: signed, and
+    the MP4's frames watermarked)."""
     with ctx.jobs.running(request, TAB) as token:
         result = faces.interpolate_faces(model=model or DEFAULT_MODEL, seed_a=seed_a, seed_b=seed_b,
-                                         frames=frames, truncation=truncation, runtime=ctx.runtime_for(request),
+                                         frames=frames, truncation=truncation, provenance=bool(provenance),
+                                         runtime=ctx.runtime_for(request),
                                          stop=token, on_progress=progress_callback(progress, _lang(ctx, request)))
     return str(result.gif), str(result.mp4) if result.mp4 else None
 
@@ -241,7 +243,8 @@ def build_tab(ctx: StudioContext) -> TabHandles:
     rerolled = reroll.click(zero_gpu(60)(bind(reroll_face, ctx)), [model, truncation, grid, mark_state], [gallery, grid, picked, picked_seed],
                  api_name="reroll_face", show_progress_on=picked, **ctx.concurrency("face"))
     picked_seed.change(pass_through, picked_seed, seed_b, **private)  # morph from the last face to the picked one
-    morphed = morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation], [gif, mp4],
+    morphed = morph.click(zero_gpu(120)(bind(interpolate_faces, ctx)), [model, seed_a, seed_b, frames, truncation, mark_state],
+                          [gif, mp4],
                 api_name="interpolate_faces", show_progress_on=gif, **ctx.concurrency("face"))
     clear_errors_on_success(generated, rerolled, morphed)
     stop.click(bind(stop_jobs, ctx), None, None, **private)

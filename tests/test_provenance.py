@@ -75,6 +75,21 @@ def test_text_to_image_png_is_marked_signed_and_keeps_its_parameters(t2i_png):
     assert not detect_watermark(t2i_png.images[0]).found
 
 
+def test_face_morph_mp4_is_marked_and_both_files_are_signed(runtime, tmp_path):
+    from pipelines.face.synthesis import interpolate_faces
+
+    morph = interpolate_faces(seed_a=3, seed_b=4, frames=8, fps=8, out_dir=tmp_path, runtime=runtime)
+    video = check_file(morph.mp4)
+    assert_ours(video)
+    assert video.watermark_in == ("frames",) and video.parameters["seed_b"] == 4
+    gif = check_file(morph.gif)  # a GIF's palette wipes out an invisible mark: the credentials say it
+    assert gif.c2pa == "valid" and gif.credentials.generation["output_id"] == video.payload["output_id"]
+    plain = interpolate_faces(seed_a=3, seed_b=4, frames=8, fps=8, out_dir=tmp_path / "off", runtime=runtime,
+                              provenance=False)
+    assert (check_file(plain.mp4).watermark, check_file(plain.mp4).c2pa, check_file(plain.gif).c2pa) == (
+        False, "absent", "absent")
+
+
 @pytest.mark.slow
 def test_marking_can_be_turned_off(runtime):
     from pipelines.image.text_to_image import generate_images
@@ -263,7 +278,8 @@ def test_cli_prints_one_json_object_and_fails_in_one_line(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "pipelines.provenance", "check", str(PHOTO), "--json"],
                         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
     assert ok.returncode == 0
-    assert json.loads(ok.stdout) == {"c2pa": "absent", "watermark": False, "payload": None, "parameters": {}}
+    assert json.loads(ok.stdout) == {"c2pa": "absent", "watermark": False, "payload": None, "parameters": {},
+                                     "watermark_in": []}
     (tmp_path / "notes.txt").write_text("hello")
     bad = subprocess.run([sys.executable, "-m", "pipelines.provenance", "check", str(tmp_path / "notes.txt"),
                           "--language", "zh"], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
@@ -365,6 +381,16 @@ def test_twin_video_frames_are_marked_and_the_mp4_is_signed_with_consent(twin_vi
     ffmpeg("-i", twin_video.path, "-c:v", "libx264", "-crf", "28", "-c:a", "copy", tmp_path / "crf28.mp4")
     again = check_file(tmp_path / "crf28.mp4")
     assert again.watermark and again.payload == report.payload and again.c2pa == "absent"
+
+
+@pytest.mark.slow
+def test_twin_video_sound_carries_the_same_mark(twin_video, tmp_path):
+    report = check_file(twin_video.path)
+    assert report.watermark_in == ("frames", "audio")
+    assert "in the pictures and the sound" in report.summary("en") and "在画面和声音中" in report.summary("zh")
+    ffmpeg("-i", twin_video.path, "-vn", "-c:a", "libmp3lame", "-b:a", "128k", tmp_path / "sound.mp3")
+    sound = check_file(tmp_path / "sound.mp3")  # the voice taken out of the video and re-encoded
+    assert sound.watermark and sound.payload == report.payload
 
 
 @pytest.mark.slow

@@ -254,7 +254,7 @@ def test_interpolate_faces_makes_a_gif_and_an_mp4(ctx):
     from aigc_ui import face_tab
     from pipelines.core.media import probe_video
 
-    gif, mp4 = face_tab.interpolate_faces(ctx, "dcgan-faces-64", 1, 2, 6, 1.0, EN)
+    gif, mp4 = face_tab.interpolate_faces(ctx, "dcgan-faces-64", 1, 2, 6, 1.0, True, EN)
     assert Image.open(gif).n_frames == 6
     assert probe_video(Path(mp4)).frames == 6
 

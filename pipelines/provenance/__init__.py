@@ -12,6 +12,7 @@ What lives here:
 Nothing here imports gradio or torch.
 """
 from .checker import ProvenanceReport, check_file
-from .marking import mark_audio_file, save_png, sign_output, video_frame_marker
+from .marking import audio_with_watermark, mark_audio_file, save_png, sign_output, video_frame_marker
 
-__all__ = ["ProvenanceReport", "check_file", "mark_audio_file", "save_png", "sign_output", "video_frame_marker"]
+__all__ = ["ProvenanceReport", "audio_with_watermark", "check_file", "mark_audio_file", "save_png", "sign_output",
+           "video_frame_marker"]

@@ -36,7 +36,7 @@ MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", 
               ".m4v": "video/mp4", ".mov": "video/quicktime", ".wav": "audio/wav", ".mp3": "audio/mpeg",
               ".webp": "image/webp", ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff",
               ".flac": "audio/flac", ".m4a": "audio/mp4", ".avif": "image/avif", ".heic": "image/heic"}
-SIGNABLE = (".png", ".jpg", ".jpeg", ".mp4", ".wav", ".mp3")
+SIGNABLE = (".png", ".jpg", ".jpeg", ".mp4", ".wav", ".mp3", ".gif")
 
 # c2pa validation codes that mean "the content changed after signing"; the other failures (an edited
 # assertion, a signature that does not verify) mean the manifest itself is forged or broken: "invalid"

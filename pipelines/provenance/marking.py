@@ -76,6 +76,13 @@ def sign_output(path: str | Path, *, model: str, engine: str, output_id: str | N
                          parameters=parameters)
 
 
+def audio_with_watermark(audio: np.ndarray, sample_rate: int, output_id: str) -> np.ndarray:
+    """Mono speech samples with the watermark for ``output_id`` in them (a video's sound track)."""
+    from .audio_watermark import embed_audio_watermark
+
+    return embed_audio_watermark(audio, sample_rate, Payload(output_id))
+
+
 def watermark_audio_file(path: str | Path, payload: Payload) -> None:
     """Write ``payload`` into the speech of a WAV/MP3 file in place, stretch by stretch, so memory stays
     flat however long the file is."""

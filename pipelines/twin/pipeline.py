@@ -340,16 +340,18 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     job = AnimationJob(image=canvas, face=canvas_face, audio=spoken.audio, sample_rate=spoken.sample_rate,
                        n_frames=n_frames, timings=spoken.timings, rendered=spoken.rendered,
                        options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
-    from ..provenance import sign_output, video_frame_marker
+    from ..provenance import audio_with_watermark, sign_output, video_frame_marker
 
     mark, output_id = video_frame_marker(provenance)
+    # the voice carries the same mark as the pictures: a sound track taken out of the video stays marked
+    track = spoken.audio if output_id is None else audio_with_watermark(spoken.audio, spoken.sample_rate, output_id)
     # The MP4 and its .json appear together, once both are complete (never one without the other)
     with runtime.cache.use(key, loader, label=label_name, device="cpu") as animator, \
             atomic_path(final, params=params) as tmp:
         for notice in animator.notices(job):  # said before the first frame (e.g. a slow device)
             notices.append(notice)
             report(on_progress, 0.15, notice.en)
-        with Mp4Writer(tmp, w, h, fps, audio=(spoken.audio, spoken.sample_rate), metadata=metadata) as writer:
+        with Mp4Writer(tmp, w, h, fps, audio=(track, spoken.sample_rate), metadata=metadata) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
                 writer.write(mark(overlays.apply(frame, i)))
                 if i % 10 == 0:
