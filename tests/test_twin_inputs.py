@@ -83,6 +83,27 @@ def test_whisper_hears_a_piper_sentence_with_word_timings(runtime, piper_recordi
     assert all(t.kind == "word" for t in result.word_timings())
 
 
+def test_a_long_recording_is_heard_a_minute_at_a_time_cut_between_words(runtime, piper_recordings):
+    from pipelines.core.media import load_audio
+    from pipelines.voice.audio_dsp import resample
+    from pipelines.voice.recognition import quiet_cuts, transcribe
+
+    audio, rate = load_audio(piper_recordings["spread"])
+    gap = np.zeros(int(0.4 * rate), np.float32)
+    take = np.concatenate([audio, gap])
+    long = np.tile(take, int(np.ceil(75 * rate / len(take))))[: 75 * rate]  # 75 s: two pieces
+    spans = quiet_cuts(resample(long, rate, 16000), 16000)
+    assert len(spans) == 2 and spans[0][0] == 0 and spans[0][1] == spans[1][0] and spans[1][1] == 75 * 16000
+    assert 45 * 16000 <= spans[0][1] <= 60 * 16000
+    cut = spans[0][1] / 16000
+    assert np.abs(long[int((cut - 0.01) * rate): int((cut + 0.01) * rate)]).max() < 0.01  # in a silence
+    result = transcribe(long, rate, runtime=runtime)
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and starts[-1] > 65  # the second minute's words keep their own times
+    heard_late = {w.text.strip(".,?!").lower() for w in result.words if w.start > cut}
+    assert {"green", "trees"} <= heard_late and result.duration == pytest.approx(75, abs=0.01)
+
+
 def test_english_only_whisper_refuses_other_languages_and_catalog_lists_models(runtime, tmp_path):
     from pipelines.core.catalog import Catalog
     from pipelines.voice.recognition import knows_language, transcribe

@@ -88,21 +88,47 @@ class WhisperRecognizer:
         return 80 * 2**20
 
     def transcribe(self, audio16k: np.ndarray, language: str | None, stop: StopToken | None) -> Transcript:
+        """Heard a minute at a time, cut in the quietest moment near each minute's end: faster-whisper
+        computes the features of all it is given at once (about 0.9 MB per second of audio), so a long
+        recording would otherwise cost memory in proportion to its length."""
+        words: list[RecognizedWord] = []
+        texts: list[str] = []
+        info = None
         with self._lock:
-            segments, info = self.model.transcribe(
-                audio16k, language=language or ("en" if self.english_only else None), word_timestamps=True,
-                # one greedy pass, no re-decoding at higher temperatures: fast and repeatable
-                beam_size=1, temperature=0.0, vad_filter=False, condition_on_previous_text=False)
-            words: list[RecognizedWord] = []
-            texts: list[str] = []
-            for segment in segments:  # a generator: decoding happens while we iterate, so Stop works here
-                check_stop(stop)
-                texts.append(segment.text.strip())
-                words += [RecognizedWord(float(w.start), float(w.end), w.word.strip(), float(w.probability))
-                          for w in (segment.words or []) if w.word.strip()]
+            for start, end in quiet_cuts(audio16k, WHISPER_RATE):
+                segments, info_here = self.model.transcribe(
+                    audio16k[start:end], language=language or ("en" if self.english_only else None),
+                    word_timestamps=True,
+                    # one greedy pass, no re-decoding at higher temperatures: fast and repeatable
+                    beam_size=1, temperature=0.0, vad_filter=False, condition_on_previous_text=False)
+                info = info or info_here
+                language = language or info.language  # the first minute's language for the rest
+                offset = start / WHISPER_RATE
+                for segment in segments:  # a generator: decoding happens while we iterate, so Stop works here
+                    check_stop(stop)
+                    texts.append(segment.text.strip())
+                    words += [RecognizedWord(offset + float(w.start), offset + float(w.end), w.word.strip(),
+                                             float(w.probability))
+                              for w in (segment.words or []) if w.word.strip()]
         return Transcript(text=" ".join(t for t in texts if t), language=str(info.language),
                           language_probability=float(info.language_probability), words=words,
-                          duration=float(info.duration), model=self.source)
+                          duration=len(audio16k) / WHISPER_RATE, model=self.source)
+
+
+def quiet_cuts(audio: np.ndarray, rate: int, longest_s: float = 60.0, search_s: float = 15.0) -> list[tuple[int, int]]:
+    """(start, end) sample spans of at most ``longest_s`` covering ``audio``, each cut at the quietest
+    20 ms within the last ``search_s`` of its span (between words, not through one)."""
+    longest, search, hop = int(longest_s * rate), int(search_s * rate), max(1, int(0.02 * rate))
+    spans, start = [], 0
+    while len(audio) - start > longest:
+        window = audio[start + longest - search: start + longest]
+        frames = window[: len(window) // hop * hop].reshape(-1, hop)
+        quietest = int(np.argmin(np.mean(frames * frames, axis=1)))
+        end = start + longest - search + quietest * hop + hop // 2
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(audio)))
+    return spans
 
 
 def _hub_offline() -> bool:
