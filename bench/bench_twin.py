@@ -12,8 +12,8 @@ Measured on the output frames with Face Mesh (definitions in ``pipelines.twin.qu
 - still holding: mouth/loudness Pearson r (>= 0.6), durations within 0.1 s, closed-mouth landmarks near
   the photo's (identity), the audio/video offset (within one frame);
 - speed: animation + encoding against plain libx264 encoding of the same frames in the same run
-  (<= 2x at 512x512, <= 1.5x at 1920x1080 in "photo" size mode), and peak memory of a 5-minute clip
-  against a 10 s one (flat).
+  (<= 2x at 512x512, <= 1.5x at 1920x1080 in "photo" size mode), and peak memory of a 5-minute recording
+  against a 10 s one, rendered one after the other (flat).
 
 It also writes a contact sheet of mouth close-ups at fixed times for the sample photo and a generated
 face (the bundled DCGAN), before (the previous engine, kept as assets/docs/twin_before_*.png) and after.
@@ -357,12 +357,16 @@ def run() -> dict:
         # 7. Memory: a 5-minute clip against the 10 s one
         wav300 = root / "speech_300s.wav"
         write_wav(wav300, np.tile(s10.audio, int(np.ceil(300 * s10.rate / len(s10.audio))))[: 300 * s10.rate], s10.rate)
+        # the same path (a recording, heard by Whisper) for both lengths, one right after the other
+        with PeakMemory() as mem10_recording:
+            twin.create_twin_video(PHOTO, audio=str(wav10), seed=1, runtime=runtime)
         with PeakMemory() as mem300:
             long = twin.create_twin_video(PHOTO, audio=str(wav300), seed=1, runtime=runtime)
         info300 = probe_video(long.path)
         out["clip_300s_duration_error_s"] = round(max(abs(info300.video_seconds - 300), abs(info300.audio_seconds - 300)), 3)
         out["peak_rss_mb_10s_clip"] = round(mem10.peak / 2**20)
-        out["peak_rss_mb_300s_clip"] = round(mem300.peak / 2**20)
+        out["peak_rss_mb_10s_recording"] = round(mem10_recording.peak / 2**20)
+        out["peak_rss_mb_300s_recording"] = round(mem300.peak / 2**20)
 
     out["note"] = "2 shared CPU cores (other work running): absolute times are scale only; compare the ratios"
     out["passed"] = bool(
@@ -374,7 +378,7 @@ def run() -> dict:
         and abs(out["av_offset_frames"]) <= 1
         and out["speed_512_ratio"] <= 2.0 and out["speed_1080_ratio"] <= 1.5
         and out["clip_300s_duration_error_s"] <= 0.1
-        and mem300.peak < mem10.peak + 150 * 2**20)
+        and mem300.peak < mem10_recording.peak + 150 * 2**20)
     return out
 
 
