@@ -53,6 +53,7 @@ add_strings(
         "chat.photo": "Photo",
         "chat.voice": "Voice",
         "chat.persona": "Persona (who your twin is)",
+        "chat.persona_default": "a friendly digital twin",
         "chat.language": "You speak",
         "chat.language_auto": "Detect (needs a multilingual Whisper)",
         "chat.mode": "How you talk",
@@ -104,6 +105,7 @@ add_strings(
         "chat.photo": "照片",
         "chat.voice": "声音",
         "chat.persona": "人设（你的分身是谁）",
+        "chat.persona_default": "一个友好的数字分身",
         "chat.language": "你说的语言",
         "chat.language_auto": "自动识别（需要多语言 Whisper）",
         "chat.mode": "对话方式",
@@ -303,12 +305,16 @@ def transcript_messages(conversation: Conversation, lang: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------- handlers
-def on_open(desk: ChatDesk, request: gr.Request):
-    """When the tab is opened: this person's saved profiles and the voices there are now."""
+def on_open(desk: ChatDesk, persona: str, request: gr.Request):
+    """When the tab is opened: this person's saved profiles, the voices there are now, and the default
+    persona in the page's language (a persona the person wrote stays)."""
     from .twin_tab import voice_choices
 
     runtime = desk.studio.runtime_for(request)
-    return gr.Dropdown(choices=profiles.list_profiles(runtime)), gr.Dropdown(choices=voice_choices(runtime))
+    defaults = ("", say("chat.persona_default", "en"), say("chat.persona_default", "zh"))
+    persona = say("chat.persona_default", language_of(request)) if (persona or "").strip() in defaults else gr.skip()
+    return (gr.Dropdown(choices=profiles.list_profiles(runtime)), gr.Dropdown(choices=voice_choices(runtime)),
+            persona)
 
 
 @friendly_errors
@@ -542,7 +548,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 photo = gr.Image(label=t("chat.photo"), type="filepath", sources=["upload", "clipboard"], height=220)
                 voice = gr.Dropdown(label=t("chat.voice"), choices=["auto"], value="auto",  # filled on open
                                     allow_custom_value=True)
-                persona = gr.Textbox(label=t("chat.persona"), value="a friendly digital twin")
+                persona = gr.Textbox(label=t("chat.persona"), value=say("chat.persona_default", "en"))
             language = gr.Radio([("English", "en"), ("中文", "zh"), (t("chat.language_auto"), "auto")], value="en",
                                 label=t("chat.language"))
             mode = gr.Radio([(t("chat.mode_hands_free"), "hands_free"), (t("chat.mode_push"), "push"),
@@ -593,4 +599,4 @@ def build_tab(ctx: StudioContext) -> TabHandles:
         root.unload(bind(close_session, desk))
 
     return TabHandles(wizard_choices_button=use_wizard, wizard_choices_targets=[photo, voice, persona],
-                      on_open=(bind(on_open, desk), [profile, voice]))
+                      on_open=(bind(on_open, desk), [persona], [profile, voice, persona]))

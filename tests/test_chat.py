@@ -440,7 +440,10 @@ def test_each_person_sees_and_loads_only_their_own_profiles(desk):
     profiles.save_profile("Astro", photo=str(PHOTO), voice="piper-joe-en", persona="a friendly astronaut",
                           runtime=desk.studio.runtime_for(alice))
     names = lambda dropdown: [c[0] if isinstance(c, tuple) else c for c in dropdown.choices]  # noqa: E731
-    assert names(on_open(desk, alice)[0]) == ["Astro"] and names(on_open(desk, bob)[0]) == []
+    assert names(on_open(desk, "", alice)[0]) == ["Astro"] and names(on_open(desk, "", bob)[0]) == []
+    # the default persona follows the page's language; one the person wrote stays
+    assert on_open(desk, "a friendly digital twin", FakeRequest("carol-tab", "zh"))[2] == "一个友好的数字分身"
+    assert on_open(desk, "a pirate", FakeRequest("carol-tab", "zh"))[2] == {"__type__": "update"}  # gr.skip()
     photo, voice, persona = load_chat_profile(desk, "Astro", alice)
     assert Path(photo).is_file() and voice == "piper-joe-en" and persona == "a friendly astronaut"
     with pytest.raises(UserError):  # friendly_errors shows it in the page; bob has no such profile
