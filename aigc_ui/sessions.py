@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -60,15 +59,6 @@ def _cookie(cookie_header: str, name: str = COOKIE) -> str:
             value = jar[name].value
             return value if 16 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() else ""
     return ""
-
-
-def is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address((host or "").strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Sessions:
@@ -201,8 +191,10 @@ class Sessions:
             return True
         if self.config.share or _header(request, "x-forwarded-for") or _header(request, "forwarded"):
             return False
+        from api.did import is_loopback_host  # the one loopback test (the D-ID API's too)
+
         client = getattr(request, "client", None)
-        return is_loopback(getattr(client, "host", None))
+        return is_loopback_host(getattr(client, "host", None))
 
     # ---- clean-up
     def expire_anonymous(self) -> list[str]:

@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import psutil  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
+from bench.memory import PeakMemory  # noqa: E402
 from pipelines.core.settings import ASSETS_DIR, AppConfig  # noqa: E402
 
 PHOTO = ASSETS_DIR / "astronaut.jpg"
@@ -45,27 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class PeakMemory:
-    """Highest RSS of this process (the studio and its clients) while the block runs."""
-
-    def __enter__(self):
-        self.peak, self._stop = 0, threading.Event()
-        proc = psutil.Process()
-
-        def sample():
-            while not self._stop.is_set():
-                self.peak = max(self.peak, proc.memory_info().rss)
-                time.sleep(0.05)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def twin_job(client: Client, n: int) -> str:

@@ -1,6 +1,7 @@
 """Shared fixtures: offline settings, temp models/ and outputs/ folders, tiny models, a running app."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -68,21 +69,28 @@ def copy_dcgan(dcgan_models: Path, models_dir: Path) -> None:
     shutil.copy(dcgan_models / DCGAN_CACHE, target)
 
 
-@pytest.fixture(scope="session")
-def studio(tmp_path_factory):
-    """The whole studio launched in-process on a free port; yields (demo, url, config)."""
+@contextlib.contextmanager
+def launched_studio(config):
+    """The whole studio built from ``config`` and launched in-process; yields (demo, url, config)."""
     from aigc_ui.app import build_app, launch_kwargs, queue_kwargs
-    from pipelines.core.settings import AppConfig
 
-    root = tmp_path_factory.mktemp("studio")
-    config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),
-                       max_upload_mb=5)
     demo = build_app(config)
     demo.queue(**queue_kwargs(config)).launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(config))
     try:
         yield demo, f"http://127.0.0.1:{config.port}/", config
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory):
+    """The whole studio launched in-process on a free port; yields (demo, url, config)."""
+    from pipelines.core.settings import AppConfig
+
+    root = tmp_path_factory.mktemp("studio")
+    with launched_studio(AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),
+                                   max_upload_mb=5)) as studio:
+        yield studio
 
 
 @pytest.fixture(scope="session")

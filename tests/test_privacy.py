@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 
 from pipelines.core import owners
 from pipelines.core.settings import ASSETS_DIR
-from tests.conftest import free_port
+from tests.conftest import free_port, launched_studio
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ASSETS_DIR / "astronaut.jpg"
@@ -590,18 +590,12 @@ def open_panel_value(page) -> str:
 # ================================================================ with --auth: each user their own
 @pytest.fixture(scope="module")
 def signed_in_studio(tmp_path_factory):
-    from aigc_ui.app import build_app, launch_kwargs, queue_kwargs
     from pipelines.core.settings import AppConfig
 
     root = tmp_path_factory.mktemp("auth-studio")
-    config = AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),
-                       auth=[("ana", "pw-ana"), ("ben", "pw-ben")], admin_users=("ana",))
-    demo = build_app(config)
-    demo.queue(**queue_kwargs(config)).launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(config))
-    try:
-        yield demo, f"http://127.0.0.1:{config.port}/", config
-    finally:
-        demo.close()
+    with launched_studio(AppConfig(models_dir=root / "models", outputs_dir=root / "outputs", port=free_port(),
+                                   auth=[("ana", "pw-ana"), ("ben", "pw-ben")], admin_users=("ana",))) as studio:
+        yield studio
 
 
 def test_1_signed_in_users_keep_their_own_things_and_only_the_admin_unloads(signed_in_studio):

@@ -67,6 +67,7 @@ class ChatConfig:
     expression: float = 1.0
     seed: int = 0  # head motion and blinks; the answers' sampling
     ai_label: bool = True
+    provenance: bool = True  # recordings: an invisible watermark (frames and sound) and Content Credentials
     vad: VadConfig = field(default_factory=VadConfig)
     lead_seconds: float = 0.12  # how far the stage may run ahead of the clock
     first_answer_frames: int = 6  # sent at once when an answer starts (a short first segment)
@@ -776,7 +777,8 @@ class Conversation:
                 return self._recorder.final
             final = Path(path) if path else new_output_path(self.runtime.outputs_dir, "twin", ".mp4", "conversation")
             self._recorder = ConversationRecorder(final, self.width, self.height, self.config.fps,
-                                                  self.config.sample_rate, metadata=self._metadata(), accept=accept)
+                                                  self.config.sample_rate, metadata=self._metadata(), accept=accept,
+                                                  provenance=self.config.provenance)
             self._sinks.append(self._recorder)
             return final
 

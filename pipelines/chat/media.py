@@ -227,10 +227,15 @@ class ConversationRecorder:
     frames queue up and a thread of its own encodes them, so the live picture never waits on it."""
 
     def __init__(self, final: Path, width: int, height: int, fps: int, sample_rate: int, *,
-                 metadata: dict[str, str], accept: Callable[[AvFrame], bool] | None = None):
+                 metadata: dict[str, str], accept: Callable[[AvFrame], bool] | None = None,
+                 provenance: bool = True):
         import soundfile as sf
 
+        from ..provenance import video_frame_marker
+
         self.final, self.fps, self.sample_rate = Path(final), fps, sample_rate
+        # marked as a twin video is: every frame and the sound carry the id the Content Credentials name
+        self._mark, self.output_id = video_frame_marker(provenance)
         self.metadata = metadata
         self.accept = accept or (lambda frame: True)
         self._tmp = Path(tempfile.mkdtemp(prefix="aigc-chat-recording-"))
@@ -253,7 +258,7 @@ class ConversationRecorder:
             if frame is None:
                 return
             try:
-                self._video.write(frame.image)
+                self._video.write(self._mark(frame.image))
                 self._audio.write(np.clip(frame.audio, -1, 1))
                 self.frames += 1
             except BaseException as exc:  # noqa: BLE001 - reported by finish()
@@ -262,6 +267,9 @@ class ConversationRecorder:
     def finish(self, params: dict | None = None) -> Path | None:
         """Close the recording and write the MP4 (None when no frame was recorded)."""
         from ..core.outputs import atomic_path, write_params
+        from ..provenance import sign_output
+        from ..provenance.marking import watermark_audio_file
+        from ..provenance.payload import Payload
 
         self._queue.put(None)
         self._thread.join()
@@ -273,6 +281,8 @@ class ConversationRecorder:
                 self._video.abort()
                 return None
             self._video.close()
+            if self.output_id:
+                watermark_audio_file(self._tmp / "audio.wav", Payload(self.output_id))
             cmd = [ffmpeg_exe(), "-y", "-v", "error", "-i", str(self._tmp / "video.mp4"), "-i", str(self._tmp / "audio.wav"),
                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-shortest",
                    "-movflags", "+faststart+use_metadata_tags"]
@@ -282,7 +292,11 @@ class ConversationRecorder:
                 proc = subprocess.run(cmd + ["-f", "mp4", str(tmp)], capture_output=True)
                 if proc.returncode != 0:
                     raise RuntimeError(f"ffmpeg could not write the recording: {proc.stderr.decode(errors='replace')[-400:]}")
+                sign_output(tmp, model=str((params or {}).get("engine", "classic")), engine="twin chat",
+                            output_id=self.output_id,
+                            parameters={**(params or {}), "output_id": self.output_id}, provenance=bool(self.output_id))
             if params is not None:
+                params = {**params, "output_id": self.output_id}
                 write_params(self.final, params)
             return self.final
         finally:
