@@ -384,3 +384,31 @@ def test_a_killed_ray_worker_is_retried_by_ray(batch_folder, runtime, tmp_path, 
                        on_row=kill_after_first)
     assert killed[0] is not None
     assert [r.status for r in result.rows] == ["done"] * 6, [r.error for r in result.rows]
+
+
+@pytest.mark.slow
+def test_two_nodes_share_the_rows_and_a_lost_nodes_rows_are_run_again(batch_folder, runtime, tmp_path):
+    """Two Ray nodes (Ray's own multi-node test cluster, two raylets on this machine): the batch joins the
+    cluster, and when one node dies mid-batch (not gracefully, as a machine that leaves) every row still ends done."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        second = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert sum(node["Alive"] for node in ray.nodes()) == 2
+        removed = []
+
+        def remove_second_node(result):
+            if not removed:
+                cluster.remove_node(second, allow_graceful=False)
+                removed.append(result.name)
+
+        result = run_batch(BatchConfig(six_rows(batch_folder), tmp_path / "out", ray_address="auto"),
+                           runtime=runtime, on_row=remove_second_node)
+        assert removed and [r.status for r in result.rows] == ["done"] * 6, [r.error for r in result.rows]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
