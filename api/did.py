@@ -306,8 +306,9 @@ class RenderWorker:
 # ---------------------------------------------------------------- fetching what a talk points at
 
 
-def _public_addresses(host: str, port: int) -> None:
-    """Refuse hosts that resolve to this computer, a private network, link-local or other non-public addresses."""
+def _public_address(host: str, port: int) -> str:
+    """The address to connect to for ``host``; refuses hosts that resolve to this computer, a private
+    network, link-local or other non-public addresses (every address the name has must be public)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -317,27 +318,56 @@ def _public_addresses(host: str, port: int) -> None:
         if not address.is_global or address.is_multicast:
             raise bad_request(f"source_url points at a non-public address ({address}); this studio only fetches "
                               "public http(s) URLs (use POST /images for local files)")
+    return infos[0][4][0].split("%")[0]
 
 
 def _fetch(url: str, max_bytes: int) -> bytes:
-    """GET a public http(s) URL: no redirects followed, size and time bounded."""
-    import requests
+    """GET a public http(s) URL: no redirects followed, size and time bounded.
+
+    The connection goes to the very address that was checked (the name is resolved once): a name that
+    answers a public address for the check and a private one for the connection (DNS rebinding) cannot
+    steer the request inside. For https the certificate is still checked against the name."""
+    import certifi
+    import urllib3
 
     parts = urlsplit(url)
-    _public_addresses(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    address = _public_address(parts.hostname or "", port)
+    timeout = urllib3.Timeout(connect=FETCH_TIMEOUT, read=FETCH_TIMEOUT)
+    if https:
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=_ca_bundle(certifi), server_hostname=parts.hostname,
+                                           assert_hostname=parts.hostname)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with requests.get(url, stream=True, timeout=FETCH_TIMEOUT, allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise bad_request(f"fetching {parts.netloc} answered HTTP {response.status_code}")
+        response = pool.urlopen("GET", target, headers={"Host": parts.netloc, "User-Agent": "aigc-studio"},
+                                redirect=False, preload_content=False)
+        try:
+            if response.status != 200:
+                raise bad_request(f"fetching {parts.netloc} answered HTTP {response.status}")
             data = b""
-            for chunk in response.iter_content(1 << 16):
+            for chunk in response.stream(1 << 16):
                 data += chunk
                 if len(data) > max_bytes:
                     raise bad_request(f"the file at {parts.netloc} is larger than {max_bytes >> 20} MB",
                                       kind="InvalidFileSizeError")
             return data
-    except requests.RequestException:
+        finally:
+            response.release_conn()
+    except urllib3.exceptions.HTTPError:
         raise bad_request(f"could not fetch the file from {parts.netloc}") from None
+    finally:
+        pool.close()
+
+
+def _ca_bundle(certifi) -> str:
+    """The certificates to trust: the ones ``requests`` would use (its environment variables, then certifi's)."""
+    import os
+
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or certifi.where()
 
 
 def _data_url(url: str, max_bytes: int) -> tuple[bytes, str]:

@@ -728,3 +728,63 @@ def gr_error():
     import gradio as gr
 
     return gr.Error
+
+
+# ---------------------------------------------------------------- fetching a source_url
+class _Recorder:
+    """A tiny HTTP server on loopback that serves the sample photo and notes every request it gets."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                seen.append((self.path, self.headers.get("Host")))
+                body = (ASSETS_DIR / "astronaut.jpg").read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_fetch_connects_to_the_address_that_was_checked(monkeypatch):
+    import socket
+
+    from api import did
+
+    server = _Recorder()
+    try:
+        # the checked address is the one connected to, with the URL's name as the Host
+        monkeypatch.setattr(did, "_public_address", lambda host, port: "127.0.0.1")
+        data = did._fetch(f"http://images.example:{server.port}/face.jpg?size=big", 10 << 20)
+        assert data == (ASSETS_DIR / "astronaut.jpg").read_bytes()
+        assert server.seen == [("/face.jpg?size=big", f"images.example:{server.port}")]
+        monkeypatch.undo()
+        # DNS rebinding: public for the check, this computer for a second lookup; nothing reaches loopback
+        answers = iter(["93.184.216.34"] + ["127.0.0.1"] * 10)
+        real_lookup = socket.getaddrinfo
+
+        def rebinding_lookup(host, port, *args, **kwargs):
+            if host != "rebind.example":  # an address is its own answer
+                return real_lookup(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding_lookup)
+        monkeypatch.setattr(did, "FETCH_TIMEOUT", 1.0)
+        try:  # whatever the public address answers (offline: nothing, a clear 400), it is not this computer
+            fetched = did._fetch(f"http://rebind.example:{server.port}/face.jpg", 10 << 20)
+        except did.ApiError:
+            fetched = None
+        assert fetched != (ASSETS_DIR / "astronaut.jpg").read_bytes()
+        assert len(server.seen) == 1  # only the first, pinned fetch above
+    finally:
+        server.server.shutdown()
