@@ -7,10 +7,10 @@ after another in this process's machine:
   videos returned as bytes, as on a cluster without a shared folder. The Ray instance's start is timed
   apart: on a cluster it is up before a batch is submitted.
 
-Target: the Ray run takes at most 1.2x the pool's time. From the measured per-row cost (CPU seconds of
-one row in a warm worker) a paper estimate of rows per hour on N nodes of C cores:
-N * C * 3600 / (per-row seconds * Ray's measured overhead), with each worker's model loading spread
-over its rows. The 2 cores here are shared with other work: read the ratios, take absolutes as scale.
+Target: the Ray run takes at most 1.2x the pool's time. From the measured Ray throughput here (rows per
+hour per core, all cores busy: a row's render, encoder and voice share the cores) a paper estimate of
+rows per hour on N nodes of C cores: N * C * (rows per hour per core), with each worker's model loading
+spread over its rows. The 2 cores here are shared with other work: read the ratios, take absolutes as scale.
 """
 from __future__ import annotations
 
@@ -78,8 +78,10 @@ def run() -> dict:
     model_load_s = max(r.render_seconds for r in inline.rows) - per_row_s
     overhead = ray_s / pool_s
 
+    per_core_hour = 3600 * ROWS / ray_s / cores  # measured on Ray, every core of this machine busy
+
     def rows_per_hour(nodes: int, cores_per_node: int) -> int:
-        return int(nodes * cores_per_node * 3600 / (per_row_s * max(1.0, overhead)))
+        return int(nodes * cores_per_node * per_core_hour)
 
     result = {
         "rows": ROWS,
@@ -101,7 +103,7 @@ def run() -> dict:
         "video_seconds_per_row": round(statistics.mean(r.duration for r in inline.rows), 2),
         "estimate_rows_per_hour": {f"{n}_nodes_x_{c}_cores": rows_per_hour(n, c)
                                    for n, c in ((1, cores), (4, 16), (16, 16), (64, 16))},
-        "estimate_note": "N*C*3600/(warm per-row s * Ray overhead); assumes rows this short, CPU rendering, "
+        "estimate_note": "N*C*(Ray rows per hour per core measured here); assumes rows this short, CPU rendering, "
                          "inputs/outputs of ~100 KB per row (network not a limit) and model loading amortised",
         "note": "2 shared CPU cores: absolute figures are scale only; compare the ratios",
     }
