@@ -128,3 +128,38 @@ def test_batch_tab_reports_a_bad_file_as_a_message(batch_ctx, tmp_path):
     with pytest.raises(gr.Error, match=r"lacks the column\(s\) photo"):
         list(batch_tab.run_batch_job(batch_ctx, str(sheet), [], True, request=EN))
     batch_tab.stop_batch(batch_ctx, EN)  # nothing running: a no-op
+
+
+def test_video_work_runs_at_a_lower_priority_than_quick_answers(tmp_path):
+    """A twin video yields the CPU to text and voice answers: its frames thread and its encoder are niced,
+    the thread that asked (a Gradio worker) is not."""
+    import os
+    import threading
+    import time
+
+    import numpy as np
+    import psutil
+
+    from pipelines.core.media import BACKGROUND_NICENESS, Mp4Writer, lower_this_threads_priority
+
+    seen = {}
+
+    def worker():
+        lower_this_threads_priority()
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["worker"] == BACKGROUND_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the caller's thread is untouched
+    with Mp4Writer(tmp_path / "bg.mp4", 64, 64, 25, background=True) as writer:
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+        for _ in range(100):  # `nice` execs the encoder: wait until it has (a fresh look each time)
+            encoder = psutil.Process(writer._proc.pid)
+            if "ffmpeg" in encoder.name():
+                break
+            time.sleep(0.02)
+        assert "ffmpeg" in encoder.name() and encoder.nice() == BACKGROUND_NICENESS
+    with Mp4Writer(tmp_path / "fg.mp4", 64, 64, 25) as writer:
+        assert psutil.Process(writer._proc.pid).nice() == 0

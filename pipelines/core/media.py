@@ -9,6 +9,7 @@ What it does not: edit or cut videos, or hold a clip in memory.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -138,6 +139,20 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
 
 
 # ---------------------------------------------------------------- video out
+BACKGROUND_NICENESS = 10  # videos rendered while people wait for quick answers: they yield the CPU first
+
+
+def lower_this_threads_priority() -> None:
+    """This thread (not the process) runs at BACKGROUND_NICENESS from now on; Linux only, else nothing."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):
+        pass
+
+
 class Mp4Writer:
     """Pipe raw RGB frames to ffmpeg: H.264 yuv420p, AAC audio, +faststart, metadata tags.
 
@@ -147,7 +162,9 @@ class Mp4Writer:
 
     def __init__(self, path: Path, width: int, height: int, fps: float, *,
                  audio: tuple[np.ndarray, int] | None = None, metadata: dict[str, str] | None = None,
-                 preset: str = "veryfast", crf: int = 20):
+                 preset: str = "veryfast", crf: int = 20, background: bool = False):
+        """``background``: encode at a lower CPU priority (``nice``), so that quick work sharing the machine
+        (a text or voice answer) goes first; alone on the machine it is just as fast."""
         if width % 2 or height % 2:
             raise ValueError("yuv420p needs even width and height")
         self.path, self.width, self.height, self.fps = Path(path), width, height, fps
@@ -164,6 +181,8 @@ class Mp4Writer:
         for key, value in (metadata or {}).items():
             cmd += ["-metadata", f"{key}={value}"]
         cmd += ["-f", "mp4", str(self.path)]
+        if background and shutil.which("nice"):
+            cmd = [shutil.which("nice"), "-n", str(BACKGROUND_NICENESS)] + cmd
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frame: np.ndarray) -> None:

@@ -339,7 +339,8 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
     key, loader, label_name = engine_loader
     job = AnimationJob(image=canvas, face=canvas_face, audio=spoken.audio, sample_rate=spoken.sample_rate,
                        n_frames=n_frames, timings=spoken.timings, rendered=spoken.rendered,
-                       options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed))
+                       options=AnimationOptions(fps=fps, expression=float(expression), still=bool(still), seed=seed,
+                                                background=True))
     from ..provenance import audio_with_watermark, sign_output, video_frame_marker
 
     mark, output_id = video_frame_marker(provenance)
@@ -351,7 +352,8 @@ def create_twin_video(photo: Any, *, script: str = "", voice: str | None = None,
         for notice in animator.notices(job):  # said before the first frame (e.g. a slow device)
             notices.append(notice)
             report(on_progress, 0.15, notice.en)
-        with Mp4Writer(tmp, w, h, fps, audio=(track, spoken.sample_rate), metadata=metadata) as writer:
+        with Mp4Writer(tmp, w, h, fps, audio=(track, spoken.sample_rate), metadata=metadata,
+                       background=True) as writer:
             for i, frame in enumerate(animator.animate(job, stop=stop)):
                 writer.write(mark(overlays.apply(frame, i)))
                 if i % 10 == 0:

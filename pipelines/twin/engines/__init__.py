@@ -35,6 +35,9 @@ class AnimationOptions:
     # blinks, head motion and breathing depend only on the seed and the frame's place on that
     # timeline, so consecutive clips join without a jump.
     start_frame: int | None = None
+    # True: frames are made at a lower CPU priority (a video in the queue of a shared studio must not
+    # slow the quick text and voice answers); a live conversation keeps False, it runs to the clock
+    background: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ...core.jobs import StopToken, check_stop
+from ...core.media import lower_this_threads_priority
 from ..driving import Performance, performance, speech_level
 from ..render.mouth import MouthPose
 from ..render.rig import FaceRig, FramePose
@@ -57,9 +58,10 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
                         head=perf.head[i])
 
 
-def _ahead(frames: Iterator, depth: int = 1) -> Iterator:
+def _ahead(frames: Iterator, depth: int = 1, background: bool = False) -> Iterator:
     """Run ``frames`` in a worker thread, ``depth`` items ahead of the consumer. The worker stops when
-    the consumer stops (a Stop, an error, or the generator being closed); its errors reach the consumer."""
+    the consumer stops (a Stop, an error, or the generator being closed); its errors reach the consumer.
+    ``background``: the worker runs at a lower CPU priority."""
     import queue
     import threading
 
@@ -78,6 +80,8 @@ def _ahead(frames: Iterator, depth: int = 1) -> Iterator:
         return False
 
     def work() -> None:
+        if background:
+            lower_this_threads_priority()
         try:
             for item in frames:
                 if not offer(item):
@@ -132,7 +136,8 @@ class ClassicEngine(TalkingHeadEngine):
         perf = performance(job.audio, job.sample_rate, job.n_frames, opts.fps, job.timings,
                            expression=opts.expression, still=opts.still, seed=opts.seed,
                            start_frame=opts.start_frame)
-        for posed in _ahead(rig.render_posed(pose) for pose in frame_poses(perf, rig.rest_gap)):
+        for posed in _ahead((rig.render_posed(pose) for pose in frame_poses(perf, rig.rest_gap)),
+                            background=opts.background):
             check_stop(stop)
             yield posed
 
