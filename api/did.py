@@ -327,7 +327,6 @@ def _fetch(url: str, max_bytes: int) -> bytes:
     The connection goes to the very address that was checked (the name is resolved once): a name that
     answers a public address for the check and a private one for the connection (DNS rebinding) cannot
     steer the request inside. For https the certificate is still checked against the name."""
-    import certifi
     import urllib3
 
     parts = urlsplit(url)
@@ -337,7 +336,7 @@ def _fetch(url: str, max_bytes: int) -> bytes:
     timeout = urllib3.Timeout(connect=FETCH_TIMEOUT, read=FETCH_TIMEOUT)
     if https:
         pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=_ca_bundle(certifi), server_hostname=parts.hostname,
+                                           ca_certs=_ca_bundle(), server_hostname=parts.hostname,
                                            assert_hostname=parts.hostname)
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
@@ -363,9 +362,11 @@ def _fetch(url: str, max_bytes: int) -> bytes:
         pool.close()
 
 
-def _ca_bundle(certifi) -> str:
+def _ca_bundle() -> str:
     """The certificates to trust: the ones ``requests`` would use (its environment variables, then certifi's)."""
     import os
+
+    import certifi
 
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or certifi.where()
 

@@ -10,7 +10,7 @@ import gradio as gr
 import pytest
 
 from aigc_ui.capacity import concurrency_limits, machine_limits
-from pipelines.core.settings import ASSETS_DIR, AppConfig, parse_args
+from pipelines.core.settings import ASSETS_DIR, REPO_ROOT, AppConfig, parse_args
 from tests.test_ui_handlers import EN, ZH, make_context
 
 
@@ -140,7 +140,8 @@ def test_video_work_runs_at_a_lower_priority_than_quick_answers(tmp_path):
     import numpy as np
     import psutil
 
-    from pipelines.core.media import BACKGROUND_NICENESS, Mp4Writer, lower_this_threads_priority
+    from pipelines.core.cpu import BACKGROUND_NICENESS, lower_this_threads_priority
+    from pipelines.core.media import Mp4Writer
 
     seen = {}
 
@@ -163,3 +164,26 @@ def test_video_work_runs_at_a_lower_priority_than_quick_answers(tmp_path):
         assert "ffmpeg" in encoder.name() and encoder.nice() == BACKGROUND_NICENESS
     with Mp4Writer(tmp_path / "fg.mp4", 64, 64, 25) as writer:
         assert psutil.Process(writer._proc.pid).nice() == 0
+
+
+def test_the_blas_scan_happens_in_the_main_thread_only():
+    """threadpoolctl's library scan deadlocks against an extension import in another thread, so a worker
+    thread that first imports the renderer (a studio's first twin video) must not scan; the main thread
+    (the studio's start, a command-line tool) does."""
+    import subprocess
+    import sys
+
+    code = """
+import threading
+from pipelines.core import cpu
+thread = threading.Thread(target=lambda: __import__("pipelines.twin.render.rig"))
+thread.start(); thread.join()
+print("worker", cpu._blas is None)
+cpu.prepare_blas_control()
+print("main", bool(cpu._blas))
+with cpu.one_blas_thread():
+    print("limited", cpu._blas.info()[0]["num_threads"] if cpu._blas.info() else 1)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "worker True" in out.stdout and "main True" in out.stdout and "limited 1" in out.stdout

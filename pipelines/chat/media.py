@@ -144,7 +144,7 @@ class SegmentStream:
 
     # ------------------------------------------------------------------ encoding
     def _encode_loop(self) -> None:
-        video: _VideoEncoder | None = None
+        video: Mp4Writer | None = None
         while True:
             item = self._to_encode.get()
             if item is None or self.closed:
@@ -158,14 +158,16 @@ class SegmentStream:
                 if isinstance(item, AvFrame):
                     if video is None:
                         h, w = item.image.shape[:2]
-                        video = _VideoEncoder(self.folder / f"video-{time.monotonic_ns()}.mp4", w, h, self.fps)
+                        # one segment's picture, encoded as the frames come: fast, no look-ahead
+                        video = Mp4Writer(self.folder / f"video-{time.monotonic_ns()}.mp4", w, h, self.fps,
+                                          preset="ultrafast", crf=23, tune="zerolatency")
                     video.write(item.image)
                     continue
                 segment, audio = item
                 if video is None:
                     continue
                 finished, video = video, None
-                finished.finish()
+                finished.close()
                 if audio is None:
                     finished.path.replace(segment.path)
                 else:
@@ -177,33 +179,6 @@ class SegmentStream:
                 if video is not None:
                     video.abort()
                     video = None
-
-
-class _VideoEncoder:
-    """One segment's picture, encoded frame by frame as the frames come (H.264 that a browser plays)."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: int):
-        self.path = path
-        self._proc = subprocess.Popen(
-            [ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-             "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-             "-crf", "23", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(path)],
-            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def write(self, image: np.ndarray) -> None:
-        self._proc.stdin.write(memoryview(np.ascontiguousarray(image)))
-
-    def finish(self) -> None:
-        self._proc.stdin.close()
-        err = self._proc.stderr.read().decode(errors="replace")
-        if self._proc.wait() != 0:
-            raise RuntimeError(f"ffmpeg could not encode a segment: {err[-400:]}")
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._proc.kill()
-            self._proc.wait()
-        self.path.unlink(missing_ok=True)
 
 
 def add_sound(video: Path, audio: np.ndarray, sample_rate: int, out: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu import BACKGROUND_NICENESS
 from .errors import UserError
 
 
@@ -139,20 +140,6 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
 
 
 # ---------------------------------------------------------------- video out
-BACKGROUND_NICENESS = 10  # videos rendered while people wait for quick answers: they yield the CPU first
-
-
-def lower_this_threads_priority() -> None:
-    """This thread (not the process) runs at BACKGROUND_NICENESS from now on; Linux only, else nothing."""
-    import os
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
-    except (AttributeError, OSError):
-        pass
-
-
 class Mp4Writer:
     """Pipe raw RGB frames to ffmpeg: H.264 yuv420p, AAC audio, +faststart, metadata tags.
 
@@ -162,9 +149,10 @@ class Mp4Writer:
 
     def __init__(self, path: Path, width: int, height: int, fps: float, *,
                  audio: tuple[np.ndarray, int] | None = None, metadata: dict[str, str] | None = None,
-                 preset: str = "veryfast", crf: int = 20, background: bool = False):
-        """``background``: encode at a lower CPU priority (``nice``), so that quick work sharing the machine
-        (a text or voice answer) goes first; alone on the machine it is just as fast."""
+                 preset: str = "veryfast", crf: int = 20, tune: str | None = None, background: bool = False):
+        """``tune``: x264's tuning (``zerolatency`` for live segments). ``background``: encode at a lower CPU
+        priority (``nice``), so that quick work sharing the machine (a text or voice answer) goes first; alone
+        on the machine it is just as fast."""
         if width % 2 or height % 2:
             raise ValueError("yuv420p needs even width and height")
         self.path, self.width, self.height, self.fps = Path(path), width, height, fps
@@ -176,7 +164,8 @@ class Mp4Writer:
             wav = write_wav(Path(self._tmp.name) / "audio.wav", *audio)
             cmd += ["-i", str(wav)]
         cmd += ["-map", "0:v"] + (["-map", "1:a", "-c:a", "aac", "-b:a", "128k"] if audio is not None else [])
-        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+        cmd += ["-c:v", "libx264", "-preset", preset] + (["-tune", tune] if tune else [])
+        cmd += ["-crf", str(crf), "-pix_fmt", "yuv420p",
                 "-movflags", "+faststart+use_metadata_tags"]
         for key, value in (metadata or {}).items():
             cmd += ["-metadata", f"{key}={value}"]

@@ -187,14 +187,21 @@ def _image_watermark(path: Path):
     return detect_watermark(rgb)
 
 
-def sample_video_frames(path: Path, frames: int = VIDEO_FRAMES_TO_AVERAGE) -> np.ndarray:
-    """``frames`` frames spread over the video, (n, h, w, 3) uint8. Raises UserError when the video cannot
-    be decoded."""
+def _probe(path: Path) -> str:
+    """What ffmpeg says of the file's streams (its banner on stderr)."""
+    from ..core.media import ffmpeg_exe
+
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+
+
+def sample_video_frames(path: Path, frames: int = VIDEO_FRAMES_TO_AVERAGE, probe: str | None = None) -> np.ndarray:
+    """``frames`` frames spread over the video, (n, h, w, 3) uint8 (``probe``: :func:`_probe`'s text, when
+    already read). Raises UserError when the video cannot be decoded."""
     from ..core.media import ffmpeg_exe
 
     damaged = UserError(f"{path.name} is a damaged or unreadable video: its frames cannot be decoded.",
                         zh=f"{path.name} 是损坏或无法读取的视频：无法解码其中的画面。")
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    probe = _probe(path) if probe is None else probe
     import re
 
     size = re.search(r"Video: .*?(\d{2,5})x(\d{2,5})", probe)
@@ -217,7 +224,8 @@ def _video_watermark(path: Path) -> list[tuple[str, object]]:
     """The reads of the pictures and of the sound track (a twin video carries the mark in both)."""
     from .image_watermark import detect_watermark
 
-    frames = sample_video_frames(path)
+    probe = _probe(path)
+    frames = sample_video_frames(path, probe=probe)
     # the mean of the frames first: the mark of a talking head is the same in every frame, the coding noise
     # is not; then single frames, for videos whose every frame is a new picture (a face morph)
     read = detect_watermark(np.rint(frames.mean(axis=0)).astype(np.uint8))
@@ -226,19 +234,12 @@ def _video_watermark(path: Path) -> list[tuple[str, object]]:
         if read.found:
             break
     reads = [("frames", read)]
-    if _has_audio(path):
+    if " Audio: " in probe:
         try:
             reads.append(("audio", _audio_watermark(path)))
         except UserError:  # a sound track ffmpeg cannot decode: the pictures still tell
             pass
     return reads
-
-
-def _has_audio(path: Path) -> bool:
-    from ..core.media import ffmpeg_exe
-
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
-    return " Audio: " in probe
 
 
 def _audio_watermark(path: Path):

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ...core.jobs import StopToken, check_stop
-from ...core.media import lower_this_threads_priority
+from ...core.cpu import lower_this_threads_priority
 from ..driving import Performance, performance, speech_level
 from ..render.mouth import MouthPose
 from ..render.rig import FaceRig, FramePose

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...core import cpu
 from ...face import landmarks as fl
 from ..engines import PosedFrame
 from . import analysis
@@ -20,6 +21,8 @@ from .head import HeadTurn, StillBackground, hair_points
 from .mouth import INNER_LOWER, INNER_UPPER, JAW_POINTS, LIP_POINTS, MID_LOWER, MID_UPPER, OUTER_LOWER, OUTER_UPPER, \
     LipModel, MouthInterior, MouthPose, curve_y
 from .warp import FaceWarp
+
+cpu.prepare_blas_control()  # a command-line tool imports the renderer in its main thread: scan now
 
 # Points that the face's own expressions leave in place (they still move with the head)
 STATIC_POINTS = sorted(set(fl.NOSE + [164, 167, 393, 33, 133, 263, 362, 151, 9, 108, 337, 69, 299, 10, 338, 297,
@@ -199,7 +202,7 @@ class FaceRig:
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # per-frame work is small: extra threads only fight the encoder for the cores
         try:
-            with _one_blas_thread():
+            with cpu.one_blas_thread():
                 return self._render_posed(pose or FramePose())
         finally:
             cv2.setNumThreads(threads)
@@ -297,30 +300,6 @@ class FaceRig:
             # a sharp switch: a soft one would mix one lip with what lies behind the other
             weights["mouth"] = (_smooth01((ys - split[None, :]) / 0.8 + 0.5) * fade_x[None, :] * fade_bottom).astype(np.float32)
         return weights
-
-
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries, or None when threadpoolctl is not installed.
-
-    Built once, when this module is imported: the scan walks the loaded libraries (``dl_iterate_phdr``)
-    and calls back into Python, so done from a worker thread while another thread imports an extension
-    module (``dlopen`` with the GIL held) the two threads wait on each other for ever."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-_BLAS = _blas_controller()
-
-
-def _one_blas_thread():
-    """Small matrix-vector products run fastest on one BLAS thread: OpenBLAS's extra threads only spin
-    (and take the core the video encoder needs). A no-op when threadpoolctl is not installed."""
-    import contextlib
-
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
 
 
 def _without_mouth_inside(image: np.ndarray, pts: np.ndarray, eye_distance: float) -> np.ndarray:
