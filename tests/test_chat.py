@@ -286,6 +286,7 @@ def test_the_conversation_is_recorded_and_its_transcript_saved(talk):
     # (the sound is marked too, but a short answer - under about 2 s of speech - is too short to read back)
     assert marks.c2pa == "valid" and marks.watermark and marks.watermark_in[0] == "frames"
     assert marks.payload["output_id"] == params["output_id"] == marks.credentials.generation["output_id"]
+    assert marks.payload["output_id"] == conversation.output_id  # the frames came marked from the stage
     saved = conversation.save_transcript()
     text = saved.read_text(encoding="utf-8")
     assert "You: What is the capital of France?" in text and "Twin:" in text and "(interrupted)" in text
@@ -299,18 +300,22 @@ def test_a_recording_marks_its_frames_and_its_sound(question, tmp_path):
     from pipelines.provenance import check_file
     from pipelines.voice.audio_dsp import resample
 
+    from pipelines.provenance import video_frame_marker
+
     audio, rate, _ = question
     speech = np.tile(resample(audio, rate, 22050), 2)  # about 5 s: long enough to read the sound's mark back
-    picture = np.asarray(Image.open(PHOTO).convert("RGB").resize((256, 256)))
+    mark, output_id = video_frame_marker(True)  # as the conversation marks every frame it shows
+    picture = mark(np.asarray(Image.open(PHOTO).convert("RGB").resize((256, 256))))
     per_frame = 22050 // 25
-    recorder = ConversationRecorder(tmp_path / "talk.mp4", 256, 256, 25, 22050, metadata={"title": "test"})
+    recorder = ConversationRecorder(tmp_path / "talk.mp4", 256, 256, 25, 22050, metadata={"title": "test"},
+                                    output_id=output_id)
     for i in range(len(speech) // per_frame):
         recorder(AvFrame(i, picture, speech[i * per_frame:(i + 1) * per_frame], "answer", 1))
     path = recorder.finish({"engine": "classic"})
     report = check_file(path)
     assert report.c2pa == "valid" and report.watermark_in == ("frames", "audio")
     assert report.payload["output_id"] == recorder.output_id == report.credentials.generation["output_id"]
-    plain = ConversationRecorder(tmp_path / "plain.mp4", 256, 256, 25, 22050, metadata={}, provenance=False)
+    plain = ConversationRecorder(tmp_path / "plain.mp4", 256, 256, 25, 22050, metadata={})
     for i in range(50):
         plain(AvFrame(i, picture, speech[i * per_frame:(i + 1) * per_frame], "answer", 1))
     assert (check_file(plain.finish()).c2pa, plain.output_id) == ("absent", None)

@@ -67,7 +67,7 @@ class ChatConfig:
     expression: float = 1.0
     seed: int = 0  # head motion and blinks; the answers' sampling
     ai_label: bool = True
-    provenance: bool = True  # recordings: an invisible watermark (frames and sound) and Content Credentials
+    provenance: bool = True  # an invisible watermark in every frame shown; recordings: in their sound too, signed
     vad: VadConfig = field(default_factory=VadConfig)
     lead_seconds: float = 0.12  # how far the stage may run ahead of the clock
     first_answer_frames: int = 6  # sent at once when an answer starts (a short first segment)
@@ -235,6 +235,11 @@ class Conversation:
         self.height, self.width = self.canvas.shape[:2]
         label = (AI_LABEL if cjk_font_path() else AI_LABEL_EN) if cfg.ai_label else None
         self._overlays = Overlays(self.width, self.height, cfg.fps, (), label)
+        # every frame the twin shows carries one mark for the conversation: the live stream and recordings alike
+        from ..provenance import video_frame_marker
+
+        self._mark, self.output_id = video_frame_marker(cfg.provenance)
+        self._mark(self.canvas)  # the mark's pattern is worked out now, not on the first frame of the stream
         key, loader, label_name = load_engine(cfg.engine, self.runtime)
         self._held = contextlib.ExitStack()  # the engine stays pinned in the cache for the whole conversation
         self.engine = self._held.enter_context(self.runtime.cache.use(key, loader, label=label_name, device="cpu"))
@@ -674,7 +679,7 @@ class Conversation:
             a, b = self._sample_span(clip.first, clip.shown)
             audio = clip.audio[a:b]
             clip.shown += 1
-            frame = AvFrame(k, self._overlays.apply(image, k), audio, clip.kind,
+            frame = AvFrame(k, self._mark(self._overlays.apply(image, k)), audio, clip.kind,
                             clip.turn.number if clip.turn else None, time.perf_counter())
             if clip.kind == "answer":
                 turn = clip.turn
@@ -778,7 +783,7 @@ class Conversation:
             final = Path(path) if path else new_output_path(self.runtime.outputs_dir, "twin", ".mp4", "conversation")
             self._recorder = ConversationRecorder(final, self.width, self.height, self.config.fps,
                                                   self.config.sample_rate, metadata=self._metadata(), accept=accept,
-                                                  provenance=self.config.provenance)
+                                                  output_id=self.output_id)
             self._sinks.append(self._recorder)
             return final
 

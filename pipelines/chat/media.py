@@ -203,14 +203,13 @@ class ConversationRecorder:
 
     def __init__(self, final: Path, width: int, height: int, fps: int, sample_rate: int, *,
                  metadata: dict[str, str], accept: Callable[[AvFrame], bool] | None = None,
-                 provenance: bool = True):
+                 output_id: str | None = None):
+        """``output_id``: the id the frames are already marked with (the conversation marks every frame it
+        shows); the sound gets the same mark and the file is signed with it. None: no marking."""
         import soundfile as sf
 
-        from ..provenance import video_frame_marker
-
         self.final, self.fps, self.sample_rate = Path(final), fps, sample_rate
-        # marked as a twin video is: every frame and the sound carry the id the Content Credentials name
-        self._mark, self.output_id = video_frame_marker(provenance)
+        self.output_id = output_id
         self.metadata = metadata
         self.accept = accept or (lambda frame: True)
         self._tmp = Path(tempfile.mkdtemp(prefix="aigc-chat-recording-"))
@@ -233,7 +232,7 @@ class ConversationRecorder:
             if frame is None:
                 return
             try:
-                self._video.write(self._mark(frame.image))
+                self._video.write(frame.image)
                 self._audio.write(np.clip(frame.audio, -1, 1))
                 self.frames += 1
             except BaseException as exc:  # noqa: BLE001 - reported by finish()
