@@ -103,7 +103,7 @@ class HalvingBatches:
             if out_of_memory:  # past the except block, the error's frames (and their tensors) are gone
                 self.release()
                 if self.size == 1:
-                    raise out_of_memory_error("even one frame at a time", "即使一次只处理一帧")
+                    raise out_of_memory_error("even one frame at a time", "即使一次只处理一帧，GPU 显存仍然不足")
                 self.size = max(1, self.size // 2)
                 self.halvings += 1
                 log.warning("out of GPU memory: retrying with %d frames per batch", self.size)
@@ -113,10 +113,10 @@ class HalvingBatches:
         return results
 
 
-def out_of_memory_error(when: str, when_zh: str) -> UserError:
+def out_of_memory_error(when: str, what_happened_zh: str) -> UserError:
     """The clear message that ends a render which does not fit in the GPU's memory."""
     return UserError(f"Out of GPU memory {when}. Close other programs that use the GPU, or choose the classic engine.",
-                     zh=f"{when_zh}，GPU 显存仍然不足。请关闭其他占用 GPU 的程序，或改用 classic 引擎。")
+                     zh=f"{what_happened_zh}。请关闭其他占用 GPU 的程序，或改用 classic 引擎。")
 
 
 def _release_memory() -> None:
@@ -169,7 +169,8 @@ class MuseTalkEngine(TalkingHeadEngine):
             out_of_memory = True
         if out_of_memory:  # outside the except block, so the failed step's tensors are already gone
             _release_memory()
-            raise out_of_memory_error("for the reference face and the audio features", "处理参考人脸和音频特征时")
+            raise out_of_memory_error("for the reference face and the audio features",
+                                      "处理参考人脸和音频特征时 GPU 显存不足")
         starts = window_starts(job.n_frames, job.options.fps)
         batches = HalvingBatches(self.batch_size or choose_batch_size(model.device))
 
