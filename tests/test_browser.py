@@ -203,7 +203,7 @@ def test_the_engine_list_greys_an_engine_that_is_not_installed(studio, browser, 
     expect(options.filter(has_text="musetalk")).to_have_count(1)
     musetalk = options.filter(has_text="musetalk").first
     classic = options.filter(has_text="classic").first
-    assert reason in musetalk.inner_text()
+    expect(musetalk).to_contain_text(reason)  # waits for the tab's refresh in the page's language
     assert float(musetalk.evaluate("e => getComputedStyle(e).opacity")) < 0.7
     assert float(classic.evaluate("e => getComputedStyle(e).opacity")) == 1.0
     ARTIFACTS.mkdir(exist_ok=True)
