@@ -134,6 +134,10 @@ class MuseTalkEngine(TalkingHeadEngine):
         self.model = model
         self.batch_size = batch_size
 
+    @property
+    def device(self) -> str:
+        return self.model.device
+
     def size_bytes(self) -> int:
         return self.model.size_bytes()
 
