@@ -30,7 +30,7 @@ import gradio as gr
 import numpy as np
 
 from pipelines.chat.conversation import ChatConfig, ChatTwin, Conversation
-from pipelines.chat.media import SegmentStream
+from pipelines.chat.media import Segment, SegmentStream
 from pipelines.core.errors import UserError
 from pipelines.core.notices import Notice
 from pipelines.twin import profiles
@@ -183,6 +183,40 @@ async (...args) => {
   return args;
 }
 """
+
+
+# ---------------------------------------------------------------- the stream out
+class LiveVideo(gr.Video):
+    """The twin's streaming ``gr.Video``, told what each segment holds instead of asking ffprobe.
+
+    For every streamed segment Gradio runs ffprobe (its length, its sound's rate), then ffmpeg to take
+    the sound out and ffmpeg to mux the MPEG-TS: about 0.25 s before the segment leaves, most of it
+    starting Debian's ffmpeg and ffprobe. The conversation's segments are its own: their length and
+    sound are known (:meth:`expect`, called before a segment is handed over) and are exactly what
+    ffprobe reports (tests/test_chat.py checks). The two ffmpeg runs go to the bundled, quicker-starting
+    ffmpeg (``bundled_ffmpeg_first_on_path``, at the studio's start). Anything not announced is probed.
+    """
+
+    _expected: dict[str, dict] = {}  # segment path -> what ffprobe would say (one app-wide table)
+    _lock = threading.Lock()
+
+    @classmethod
+    def expect(cls, segment: Segment, sample_rate: int) -> None:
+        with cls._lock:
+            cls._expected[str(segment.path)] = {
+                "duration": segment.seconds, "video_start": 0.0, "video_codec": "h264",
+                "sample_rate": sample_rate if segment.has_audio else None, "channels": 1 if segment.has_audio else None}
+
+    @classmethod
+    def forget(cls, segment: Segment) -> None:
+        with cls._lock:
+            cls._expected.pop(str(segment.path), None)
+
+    @staticmethod
+    def probe_chunk(path: str) -> dict:
+        with LiveVideo._lock:
+            known = LiveVideo._expected.pop(str(path), None)
+        return known if known is not None else gr.Video.probe_chunk(path)
 
 
 # ---------------------------------------------------------------- sessions
@@ -393,7 +427,9 @@ def converse(desk: ChatDesk, live: LiveChat | None, request: gr.Request):
         version = conversation.transcript_version
         transcript = transcript_messages(conversation, lang) if version != shown_version else gr.skip()
         shown_version = version
+        LiveVideo.expect(segment, live.segments.sample_rate)
         yield str(segment.path), transcript, status_text(live, lang)
+        LiveVideo.forget(segment)  # already taken, unless the stream ended meanwhile
         live.segments.sent(segment)  # the generator resumes once Gradio has sent the segment out
     if live.moved:
         gr.Warning(say("chat.took_over", lang), duration=20)
@@ -559,7 +595,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 end = gr.Button(t("chat.end"), variant="stop")
             status = gr.Markdown(elem_id="chat-status")
         with gr.Column(scale=3):
-            video = gr.Video(label=t("chat.video"), streaming=True, autoplay=True, interactive=False,
+            video = LiveVideo(label=t("chat.video"), streaming=True, autoplay=True, interactive=False,
                              elem_id="chat-video", height=420)
             mic = gr.Audio(label=t("chat.mic"), sources=["microphone"], streaming=True, type="numpy",
                            elem_id="chat-mic")

@@ -541,6 +541,56 @@ def test_the_tab_starts_streams_answers_typing_and_cleans_up_when_the_tab_closes
     assert len(rest) == 1
 
 
+def test_the_stream_out_knows_its_segments_and_uses_the_bundled_ffmpeg(tmp_path):
+    """What LiveVideo tells Gradio about a segment, instead of running ffprobe, is what ffprobe says; the
+    segments then go out through Gradio's streaming with the bundled ffmpeg first on the PATH, sound included."""
+    import asyncio
+    import shutil
+
+    import gradio as gr
+
+    from aigc_ui.chat_tab import LiveVideo
+    from pipelines.chat.media import AvFrame, SegmentStream
+    from pipelines.core.media import bundled_ffmpeg_first_on_path, ffmpeg_exe
+
+    bundled_ffmpeg_first_on_path()
+    assert Path(shutil.which("ffmpeg")).resolve() == Path(ffmpeg_exe()).resolve()
+    (tmp_path / "segments").mkdir()
+    segments = SegmentStream(25, 22050, first_answer_frames=6, folder=tmp_path / "segments")
+    image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8)
+    tone = 0.2 * np.sin(np.arange(882) / 882 * 2 * np.pi * 10).astype(np.float32)
+    kinds = ["idle"] * 25 + ["idle"] * 25 + ["idle"] * 10 + ["answer"] * 6 + ["answer"] * 25
+    for k, kind in enumerate(kinds):  # idle (sound), idle (silent), idle + the answer's first frames, answer
+        segments(AvFrame(k, image, tone if kind == "answer" else np.zeros(882, np.float32), kind,
+                         1 if kind == "answer" else None))
+    video = LiveVideo(streaming=True)
+    sent = []
+
+    async def send_all():
+        for number in range(4):
+            segment = segments.next(timeout=30)
+            LiveVideo.expect(segment, segments.sample_rate)
+            assert LiveVideo._expected[str(segment.path)] == gr.Video.probe_chunk(str(segment.path))
+            chunk, _ = await video.stream_output(str(segment.path), "test-chat-stream", number == 0)
+            assert str(segment.path) not in LiveVideo._expected  # taken by Gradio instead of probing
+            sent.append((segment, chunk))
+        video.end_stream_output("test-chat-stream")
+
+    try:
+        asyncio.run(send_all())
+    finally:
+        segments.close()
+    assert [(s.frames, s.has_audio) for s, _ in sent] == [(25, True), (25, False), (16, True), (25, True)]
+    for segment, chunk in sent:
+        assert chunk["extension"] == ".ts" and chunk["data"][:1] == b"\x47"  # MPEG-TS
+        assert abs(chunk["duration"] - segment.seconds) < 0.05
+    answer = tmp_path / "answer.ts"
+    answer.write_bytes(sent[2][1]["data"] + sent[3][1]["data"])
+    decoded = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(answer), "-f", "s16le", "-ac", "1", "-"],
+                             capture_output=True, check=True).stdout
+    assert np.abs(np.frombuffer(decoded, np.int16)).max() > 3000  # the answer's sound went out with its frames
+
+
 # ---------------------------------------------------------------- a real browser
 
 
