@@ -30,12 +30,13 @@ import gradio as gr
 import numpy as np
 
 from pipelines.chat.conversation import ChatConfig, ChatTwin, Conversation
-from pipelines.chat.media import Segment, SegmentStream
+from pipelines.chat.media import SegmentStream
 from pipelines.core.errors import UserError
 from pipelines.core.notices import Notice
 from pipelines.twin import profiles
 
 from .common import StudioContext, TabHandles, bind, friendly_errors, language_of
+from .live_video import LiveVideo
 from .i18n import add_strings, say, t
 
 log = logging.getLogger(__name__)
@@ -183,40 +184,6 @@ async (...args) => {
   return args;
 }
 """
-
-
-# ---------------------------------------------------------------- the stream out
-class LiveVideo(gr.Video):
-    """The twin's streaming ``gr.Video``, told what each segment holds instead of asking ffprobe.
-
-    For every streamed segment Gradio runs ffprobe (its length, its sound's rate), then ffmpeg to take
-    the sound out and ffmpeg to mux the MPEG-TS: about 0.25 s before the segment leaves, most of it
-    starting Debian's ffmpeg and ffprobe. The conversation's segments are its own: their length and
-    sound are known (:meth:`expect`, called before a segment is handed over) and are exactly what
-    ffprobe reports (tests/test_chat.py checks). The two ffmpeg runs go to the bundled, quicker-starting
-    ffmpeg (``bundled_ffmpeg_first_on_path``, at the studio's start). Anything not announced is probed.
-    """
-
-    _expected: dict[str, dict] = {}  # segment path -> what ffprobe would say (one app-wide table)
-    _lock = threading.Lock()
-
-    @classmethod
-    def expect(cls, segment: Segment, sample_rate: int) -> None:
-        with cls._lock:
-            cls._expected[str(segment.path)] = {
-                "duration": segment.seconds, "video_start": 0.0, "video_codec": "h264",
-                "sample_rate": sample_rate if segment.has_audio else None, "channels": 1 if segment.has_audio else None}
-
-    @classmethod
-    def forget(cls, segment: Segment) -> None:
-        with cls._lock:
-            cls._expected.pop(str(segment.path), None)
-
-    @staticmethod
-    def probe_chunk(path: str) -> dict:
-        with LiveVideo._lock:
-            known = LiveVideo._expected.pop(str(path), None)
-        return known if known is not None else gr.Video.probe_chunk(path)
 
 
 # ---------------------------------------------------------------- sessions
@@ -385,7 +352,7 @@ def start_conversation(desk: ChatDesk, photo, voice, persona, language, mode, re
                                              persona=persona or ""), config,
                                     desk.studio.runtime_for(request))  # recordings go to this person's folder
         segments = SegmentStream(config.fps, config.sample_rate, first_answer_frames=config.first_answer_frames,
-                                 on_sent=conversation.segment_sent, hold=conversation.thinking)
+                                 on_sent=conversation.segment_sent)
         new = LiveChat(conversation, segments, session, browser, mode or "hands_free")
         desk.seats.settle(session, new)  # the microphone finds it while it loads ("say that again in a moment")
         conversation.start()

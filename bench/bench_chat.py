@@ -57,7 +57,7 @@ class GradioSender:
     after another."""
 
     def __init__(self, segments: SegmentStream):
-        from aigc_ui.chat_tab import LiveVideo
+        from aigc_ui.live_video import LiveVideo
 
         self.segments, self.video = segments, LiveVideo(streaming=True)
         self.sent: list = []
@@ -148,7 +148,7 @@ def run() -> dict:
         config = ChatConfig()
         conversation = Conversation(ChatTwin(PHOTO, voice=VOICE, persona="a friendly astronaut"), config, runtime)
         segments = SegmentStream(config.fps, config.sample_rate, first_answer_frames=config.first_answer_frames,
-                                 on_sent=conversation.segment_sent, hold=conversation.thinking)
+                                 on_sent=conversation.segment_sent)
         sender = GradioSender(segments)  # ready before the stage starts, as the studio's page is
         conversation.start()
         frames: list[tuple[int, str, float]] = []
