@@ -191,6 +191,7 @@ class Conversation:
         self._notice_cursor = 0
         self._lock = threading.RLock()
         self._closed = threading.Event()
+        self._wake = threading.Event()  # the stage, waiting for a frame's moment, has sound to show (or must stop)
         self._ready = threading.Event()
         self._sinks: list[Callable[[AvFrame], None]] = []
         self._questions: queue.Queue = queue.Queue()
@@ -299,6 +300,7 @@ class Conversation:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake.set()
         self.status = "closed"
         with self._lock:
             if self._current is not None:
@@ -636,6 +638,7 @@ class Conversation:
     def _queue_speech(self, speech: _Speech) -> None:
         with self._lock:
             self._speech.append(speech)
+        self._wake.set()
 
     # ================================================================== the stage thread: the face, in real time
     def _stage_loop(self) -> None:
@@ -672,8 +675,13 @@ class Conversation:
             # 2. Keep time: a frame is made no earlier than its moment minus the lead
             if k >= burst_until:
                 wait = started + k / fps - cfg.lead_seconds - time.perf_counter()
-                if wait > 0 and self._closed.wait(wait):
-                    break
+                if wait > 0:
+                    woken = self._wake.wait(wait)
+                    self._wake.clear()
+                    if self._closed.is_set():
+                        break
+                    if woken:
+                        continue  # an answer's sound arrived: it starts at this frame, not after it
             # 3. The frame and its slice of sound
             image = next(clip.frames)
             a, b = self._sample_span(clip.first, clip.shown)

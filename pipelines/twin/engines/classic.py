@@ -84,7 +84,7 @@ def _ahead(frames: Iterator, depth: int = 1, background: bool = False) -> Iterat
             lower_this_threads_priority()
         try:
             for item in frames:
-                if not offer(item):
+                if not offer(item) or quit_.is_set():  # not one more frame once the consumer has gone
                     return
             offer(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
@@ -102,6 +102,10 @@ def _ahead(frames: Iterator, depth: int = 1, background: bool = False) -> Iterat
             yield item
     finally:
         quit_.set()
+        try:  # a worker waiting to hand over its next item gets it through, sees quit_ and ends now
+            items.get_nowait()  # (not at its next 0.1 s look: a live conversation closes a clip per answer)
+        except queue.Empty:
+            pass
         worker.join(timeout=5)
 
 
