@@ -111,6 +111,37 @@ def test_vad_finds_the_question_and_ignores_silence_and_noise(question):
     assert detector.feed(noise) == []
 
 
+def test_vad_lets_a_comma_pause_go_on_and_starts_listening_early(runtime):
+    """A question with pauses at its commas is one utterance (the end waits 0.35 s of silence; 0.25 cut it
+    after "Well,"), while each pause already hands over what was said so far (recognition may start)."""
+    from pipelines.chat.vad import VAD_RATE, VadConfig, VoiceActivityDetector
+    from pipelines.voice.audio_dsp import resample
+    from pipelines.voice.synthesis import synthesize_speech
+
+    speech = synthesize_speech("Well, I was wondering, what is the capital of France?", voice="piper-joe-en",
+                               runtime=runtime, save=False)
+    spoken = resample(np.asarray(speech.audio, np.float32), speech.sample_rate, VAD_RATE)
+    audio = np.concatenate([np.zeros(VAD_RATE // 2, np.float32), spoken, np.zeros(VAD_RATE, np.float32)])
+
+    def events(config=None):
+        detector, out = VoiceActivityDetector(config), []
+        for i in range(0, len(audio), 320):  # 20 ms pieces, as a microphone stream
+            out += detector.feed(audio[i:i + 320])
+        return out
+
+    heard = events()
+    kinds = [e.kind for e in heard]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("end") == 1 and kinds.count("start") == 1
+    assert kinds.count("pause") >= 3  # at the two commas and at the end: recognition starts each time
+    end = heard[-1]
+    assert len(end.audio) / VAD_RATE > 0.9 * len(spoken) / VAD_RATE  # the whole question, not "Well,"
+    pause = [e for e in heard if e.kind == "pause"][-1]
+    assert pause.speech_end == end.speech_end and np.array_equal(pause.audio, end.audio)
+    assert (end.sample - end.speech_end) / VAD_RATE >= 0.35 > (pause.sample - pause.speech_end) / VAD_RATE
+    shorter = [e.kind for e in events(VadConfig(end_silence=0.25))]
+    assert shorter.count("end") > 1  # why the end waits 0.35 s: 0.25 ends the question at a comma
+
+
 def test_vad_cuts_a_monologue_at_the_cap(question):
     from pipelines.chat.vad import VAD_RATE, VadConfig, VoiceActivityDetector
     from pipelines.voice.audio_dsp import resample

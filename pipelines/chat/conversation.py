@@ -448,6 +448,8 @@ class Conversation:
         now = time.perf_counter()
         if event.kind == "pause":
             if self.asr_model is not None and not self._closed.is_set():
+                if self._early is not None:
+                    self._early[1].cancel()  # the speaker went on after that pause: not needed if not begun
                 self._early = (event.speech_end, self._ears.submit(self._recognise, event.audio, None))
             return
         if event.kind == "start":
@@ -463,6 +465,8 @@ class Conversation:
         if event.kind == "cut":
             self._notify(self._cut_notice())
         early = self._early[1] if self._early and self._early[0] == event.speech_end else None
+        if self._early is not None and early is None:
+            self._early[1].cancel()  # heard up to an earlier pause only
         self._early = None
         self._questions.put(_Question(audio=event.audio, speech_end=self._arrival_of(event.speech_end), vad_end=now,
                                       cut=event.kind == "cut", early=early))
