@@ -168,6 +168,12 @@ def test_sentences_come_out_as_soon_as_they_are_written():
     assert out[1] == ["The capital of France is Paris,"]  # the first piece may end at a comma after six words
     assert out[2] == ["a city of light.", "It is lovely!"]  # later ones end at sentence ends
     assert out[3] == [] and splitter.flush() == ["Do you like it?"]
+    # the first clause is spoken before its sentence ends: at a comma after four words, not fewer
+    first = SentenceSplitter()
+    assert first.feed("The largest planet is") == []
+    assert first.feed(" Jupiter, but") == ["The largest planet is Jupiter,"]
+    assert first.feed(" Saturn has rings. Bees make honey, yes. ") == ["but Saturn has rings.", "Bees make honey, yes."]
+    assert SentenceSplitter().feed("Bees make honey, but ") == []  # three words: wait for the sentence
     assert SentenceSplitter().feed("你好！我是你的数字分身。今天") == ["你好！", "我是你的数字分身。"]
 
 
@@ -580,7 +586,7 @@ def test_the_stream_out_knows_its_segments_and_uses_the_bundled_ffmpeg(tmp_path)
 
     import gradio as gr
 
-    from aigc_ui.chat_tab import LiveVideo
+    from aigc_ui.live_video import LiveVideo
     from pipelines.chat.media import AvFrame, SegmentStream
     from pipelines.core.media import bundled_ffmpeg_first_on_path, ffmpeg_exe
 
@@ -595,6 +601,7 @@ def test_the_stream_out_knows_its_segments_and_uses_the_bundled_ffmpeg(tmp_path)
         segments(AvFrame(k, image, tone if kind == "answer" else np.zeros(882, np.float32), kind,
                          1 if kind == "answer" else None))
     video = LiveVideo(streaming=True)
+    assert video.get_block_name() == "video"  # the page draws it with gr.Video's own frontend
     sent = []
 
     async def send_all():

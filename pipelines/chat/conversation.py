@@ -70,7 +70,7 @@ class ChatConfig:
     provenance: bool = True  # an invisible watermark in every frame shown; recordings: in their sound too, signed
     vad: VadConfig = field(default_factory=VadConfig)
     lead_seconds: float = 0.12  # how far the stage may run ahead of the clock
-    first_answer_frames: int = 6  # sent at once when an answer starts (a short first segment)
+    first_answer_frames: int = 3  # sent at once when an answer starts (a short first segment)
     pause_after_sentence: float = 0.12  # seconds of silence between spoken sentences
 
 
@@ -281,11 +281,6 @@ class Conversation:
                     keep_prompt_cache=True).result()
         synthesize_speech("Hello.", voice=self.twin.voice, runtime=self.runtime, save=False)
         _to_16k(np.zeros(480, np.float32), 48_000)  # imports the resampler (scipy) now, not mid-turn
-
-    def thinking(self) -> bool:
-        """A question is being answered and none of the answer is on screen yet."""
-        turn = self._current
-        return turn is not None and turn.timings.first_frame is None and not turn.stop.stopped
 
     @property
     def ready(self) -> bool:
