@@ -112,8 +112,9 @@ def test_vad_finds_the_question_and_ignores_silence_and_noise(question):
 
 
 def test_vad_lets_a_comma_pause_go_on_and_starts_listening_early(runtime):
-    """A question with pauses at its commas is one utterance (the end waits 0.35 s of silence; 0.25 cut it
-    after "Well,"), while each pause already hands over what was said so far (recognition may start)."""
+    """A question with pauses at its commas is one utterance (the end waits 0.45 s of silence; 0.25 cuts it
+    after "Well,", and 0.35 often did), while each pause already hands over what was said so far
+    (recognition may start)."""
     from pipelines.chat.vad import VAD_RATE, VadConfig, VoiceActivityDetector
     from pipelines.voice.audio_dsp import resample
     from pipelines.voice.synthesis import synthesize_speech
@@ -137,9 +138,9 @@ def test_vad_lets_a_comma_pause_go_on_and_starts_listening_early(runtime):
     assert len(end.audio) / VAD_RATE > 0.9 * len(spoken) / VAD_RATE  # the whole question, not "Well,"
     pause = [e for e in heard if e.kind == "pause"][-1]
     assert pause.speech_end == end.speech_end and np.array_equal(pause.audio, end.audio)
-    assert (end.sample - end.speech_end) / VAD_RATE >= 0.35 > (pause.sample - pause.speech_end) / VAD_RATE
+    assert (end.sample - end.speech_end) / VAD_RATE >= 0.45 > 0.1 > (pause.sample - pause.speech_end) / VAD_RATE
     shorter = [e.kind for e in events(VadConfig(end_silence=0.25))]
-    assert shorter.count("end") > 1  # why the end waits 0.35 s: 0.25 ends the question at a comma
+    assert shorter.count("end") > 1  # why the end waits: 0.25 s ends the question at a comma
 
 
 def test_vad_cuts_a_monologue_at_the_cap(question):
