@@ -211,6 +211,11 @@ def voice_choices(runtime) -> list[str]:
     return ["auto"] + [n for n in names if n != "auto"]
 
 
+# An engine that cannot run here is listed as "name — reason"; assets/studio.css greys the options of
+# #twin-engine whose label holds this separator (a runnable engine's label is its bare name).
+CANNOT_RUN_SEPARATOR = " — "
+
+
 def engine_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]]:
     """(label, name) for every twin engine in the catalog: runnable ones first, the others with why not."""
     runnable, other = [], []
@@ -219,7 +224,7 @@ def engine_choices(ctx: StudioContext, lang: str = "en") -> list[tuple[str, str]
             runnable.append((spec.name, spec.name))
         else:
             reason = state.reason_zh if lang == "zh" and state.reason_zh else state.reason
-            other.append((f"{spec.name} — {reason}", spec.name))
+            other.append((f"{spec.name}{CANNOT_RUN_SEPARATOR}{reason}", spec.name))
     return runnable + other
 
 
@@ -584,7 +589,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
             with gr.Row():
                 with gr.Column():
                     engine = gr.Dropdown(label=t("twin.engine"), choices=engine_choices(ctx), value="classic",
-                                         allow_custom_value=True)
+                                         allow_custom_value=True, elem_id="twin-engine")
                     with gr.Group(visible=False) as did_settings:
                         gr.Markdown(t("twin.did_privacy"))
                         did_key_box = gr.Textbox(label=t("twin.did_key"), type="password", value="")

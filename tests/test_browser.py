@@ -183,3 +183,29 @@ def test_an_error_toast_closes_when_the_next_action_succeeds(studio, browser, dc
     expect(page.get_by_text("Seeds used:")).to_be_visible(timeout=120000)
     expect(errors).to_have_count(0, timeout=2000)  # closed on success, not after its own ten seconds
     page.close()
+
+
+@pytest.mark.parametrize("lang,tab,step,reason", [
+    ("en", "My digital twin", "4. Animate", "put it in models/twin/musetalk/"),
+    ("zh", "我的数字分身", "4. 生成动画", "请放入 models/twin/musetalk/"),
+])
+def test_the_engine_list_greys_an_engine_that_is_not_installed(studio, browser, lang, tab, step, reason):
+    """No MuseTalk weights in this studio's models/: the Engine list shows musetalk greyed, with the
+    reason in the page's language; classic, which runs, is not greyed."""
+    _, url, _ = studio
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{url}?lang={lang}", wait_until="load")
+    page.get_by_role("tab", name=tab).wait_for(timeout=60000)
+    page.get_by_role("tab", name=tab).click()
+    page.get_by_role("tab", name=step).click()
+    page.locator("#twin-engine input").click()
+    options = page.locator("#twin-engine [role=option]")
+    expect(options.filter(has_text="musetalk")).to_have_count(1)
+    musetalk = options.filter(has_text="musetalk").first
+    classic = options.filter(has_text="classic").first
+    expect(musetalk).to_contain_text(reason)  # waits for the tab's refresh in the page's language
+    assert float(musetalk.evaluate("e => getComputedStyle(e).opacity")) < 0.7
+    assert float(classic.evaluate("e => getComputedStyle(e).opacity")) == 1.0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"twin-engines-{lang}.png"))
+    page.close()

@@ -191,3 +191,14 @@ def test_lowering_the_budget_evicts():
     cache.get("b", lambda: FakeWeights(40))
     cache.budget_bytes = 50 * MB
     assert [i.key for i in cache.loaded()] == ["b"]
+
+
+def test_a_model_that_chose_its_device_is_listed_there():
+    """A twin engine picks its device when it loads (MuseTalk on a GPU); the Models tab shows that one."""
+    from types import SimpleNamespace
+
+    cache = ModelCache(budget_bytes=2**30)
+    cache.get("twin:musetalk", lambda: SimpleNamespace(device="cuda:0"), label="MuseTalk", device="cpu")
+    cache.get("text:x", lambda: SimpleNamespace(device=None), label="X", device="cpu")  # no device of its own
+    devices = {info.label: info.device for info in cache.loaded()}
+    assert devices == {"MuseTalk": "cuda:0", "X": "cpu"}

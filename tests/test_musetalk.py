@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ from pipelines.twin.engines.mouth_paste import blend_mask, crop_box, cut_crop, p
 from tests.tiny_models import build_tiny_musetalk
 
 PHOTO = ASSETS_DIR / "astronaut.jpg"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_runtime(root) -> Runtime:
@@ -124,8 +126,9 @@ def test_create_twin_video_with_musetalk_gives_the_classic_kind_of_file(runtime,
     from pipelines.core.media import probe_video, write_wav
 
     wav = write_wav(tmp_path / "voice.wav", speech_like(1.2, 22050), 22050)
+    progress = []
     result = twin.create_twin_video(PHOTO, script="Hello there.", audio=str(wav), subtitles=True, seed=5,
-                                    engine="musetalk", runtime=runtime)
+                                    engine="musetalk", runtime=runtime, on_progress=lambda f, text: progress.append(text))
     info = probe_video(result.path)
     assert (info.video_codec, info.pixel_format, info.audio_codec) == ("h264", "yuv420p", "aac")
     assert (info.width, info.height) == (512, 512) and info.fps == 25
@@ -134,7 +137,11 @@ def test_create_twin_video_with_musetalk_gives_the_classic_kind_of_file(runtime,
     params = json.loads(info.tags["comment"])
     assert params["engine"] == "musetalk" and params["subtitles"] is True and params["seed"] == 5
     assert "engine: musetalk" in info.tags["description"]
+    assert params["label"] == "AI-generated" and params["ai_label"] is True  # the burned-in label, as classic
     assert any("CPU" in n.en and "slow" in n.en and n.zh for n in result.notices)
+    # the estimate is said before the first frame is drawn
+    said = next(i for i, text in enumerate(progress) if "slow" in text and "seconds" in text)
+    assert said < next(i for i, text in enumerate(progress) if text.startswith("frame "))
 
 
 def test_same_seed_same_frames(engine, face_canvas):
@@ -407,3 +414,265 @@ def test_cli_engine_flag(models_root, tmp_path, monkeypatch, capsys):
     assert json.loads(probe_video(out).tags["comment"])["engine"] == "musetalk"
     assert twin.main(["--photo", str(PHOTO), "--audio", str(wav), "--out", str(out), "--engine", "nope"]) == 2
     assert "Unknown model 'nope'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- audit of issue 11: what the tests above left out
+
+
+def test_the_backend_is_registered_through_talking_head_and_the_hub_entry_is_described():
+    import pipelines.talking_head as talking_head
+    from pipelines.twin import engines
+
+    assert talking_head.register_engine is engines.register_engine
+    assert "musetalk" in talking_head.engine_backends()
+    assert engines._ENGINES["musetalk"] is mt.load_musetalk_engine
+    hub = next(s for s in Catalog(ASSETS_DIR / "no-such-models-dir").models("twin") if s.name == "musetalk")
+    assert hub.source_kind == "hub" and hub.size_mb == 3900 and "GPU recommended" in hub.description
+    assert "commercial" in hub.licence and "GPU" in hub.description_zh and hub.licence_zh
+
+
+def test_the_reference_is_encoded_once_and_each_frame_once_masked(runtime, face_canvas):
+    """The VAE sees the photo's crop once (unmasked) per video, then every frame's crop once, masked."""
+    model = load_engine_model(runtime)
+    calls = []
+    real_encode = model.vae.encode
+
+    def counting_encode(x, *args, **kwargs):
+        calls.append((x.shape[0], bool((x[:, :, x.shape[2] // 2:, :] == -1).all())))
+        return real_encode(x, *args, **kwargs)
+
+    model.vae.encode = counting_encode  # the engine's own VAE, counted on its way through
+    try:
+        frames = list(mt.MuseTalkEngine(model, batch_size=3).animate(make_job(face_canvas, n_frames=7)))
+    finally:
+        del model.vae.encode
+    assert len(frames) == 7
+    assert calls[0] == (1, False)  # the reference, unmasked, first
+    assert calls[1:] == [(3, True), (3, True), (1, True)]  # then the frames, in batches, lower half masked
+
+
+def test_fp16_runs_every_network_in_half_precision(models_root, face_canvas):
+    """What CUDA gets (runtime.dtype() is fp16 there), run on the CPU through the real catalog path."""
+    from pipelines.core.devices import default_dtype
+
+    assert default_dtype("cuda") == torch.float16 and default_dtype("cuda:1") == torch.float16
+    assert default_dtype("cpu") == torch.float32
+
+    class HalfPrecision(Runtime):
+        def dtype(self):
+            return torch.float16
+
+    half_runtime = HalfPrecision(cache=ModelCache(budget_bytes=2**31), catalog=Catalog(models_root / "models"),
+                                 outputs_dir=models_root / "outputs-fp16", device_preference="cpu")
+    key, loader, _label = load_engine("musetalk", half_runtime)
+    half = half_runtime.cache.get(key, loader)
+    model = half.model
+    assert model.dtype == torch.float16
+    assert {p.dtype for m in (model.unet, model.vae, model.whisper) for p in m.parameters()} == {torch.float16}
+    job = make_job(face_canvas, n_frames=4)
+    canvas = job.image
+    assert model.encode(cut_crop(canvas, crop_box(job.face.points), mm.CROP_SIZE)[None]).dtype == torch.float16
+    assert model.audio_windows(model.audio_features(job.audio, 16000), np.array([0])).dtype == torch.float16
+    frames = list(half.animate(job))
+    full = list(mt.MuseTalkEngine(mm.load_musetalk(mm.local_files(models_root / "models" / "twin" / "musetalk")))
+                .animate(job))
+    assert len(frames) == 4 and all(f.dtype == np.uint8 and f.shape == canvas.shape for f in frames)
+    # the same drawing up to half precision's rounding
+    assert max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(frames, full)) < 1.0
+
+
+def test_out_of_memory_before_the_first_batch_is_a_clear_error(runtime, face_canvas):
+    """The reference encode and the audio features have nothing to halve: the same clear message."""
+    model = load_engine_model(runtime)
+    squeezed = mt.MuseTalkModel(model.unet, model.vae, model.whisper, model.features, model.device, model.dtype)
+
+    def whisper_out_of_memory(audio, sample_rate):
+        torch.zeros(4)  # a real (small) computation, then the error CUDA raises
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    squeezed.audio_features = whisper_out_of_memory
+    with pytest.raises(UserError, match="Out of GPU memory for the reference face and the audio") as info:
+        list(mt.MuseTalkEngine(squeezed, batch_size=2).animate(make_job(face_canvas, n_frames=4)))
+    assert "classic" in info.value.message and "显存" in info.value.zh
+
+
+@pytest.mark.slow
+def test_out_of_memory_ends_the_video_cleanly_and_the_studio_goes_on(models_root, tmp_path):
+    """A GPU too small even for one frame: a clear error, no file left behind, and the next video is made."""
+    from pipelines.core.media import probe_video, write_wav
+
+    studio = make_runtime(models_root)
+    studio.outputs_dir = tmp_path / "outputs"
+    key, loader, _label = load_engine("musetalk", studio)
+    model = studio.cache.get(key, loader).model
+    tries = []
+
+    def redraw_out_of_memory(crops, reference, tokens):
+        tries.append(len(crops))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    model.redraw = redraw_out_of_memory  # the engine in the studio's cache, on a GPU that is too small
+    wav = write_wav(tmp_path / "voice.wav", speech_like(0.6), 16000)
+    with pytest.raises(UserError, match="Out of GPU memory even one frame at a time"):
+        twin.create_twin_video(PHOTO, audio=str(wav), engine="musetalk", runtime=studio)
+    assert tries == [4, 2, 1]  # halved and retried before giving up
+    assert not any((tmp_path / "outputs").rglob("*.mp4")) and not any((tmp_path / "outputs").rglob("*.json"))
+    assert all(info.in_use == 0 for info in studio.cache.loaded())  # nothing left held
+    del model.redraw  # memory is back: the same studio makes the next video
+    result = twin.create_twin_video(PHOTO, audio=str(wav), engine="musetalk", seed=1, runtime=studio)
+    assert probe_video(result.path).frames == result.frames == 15
+
+
+def _bad_inputs(tmp_path):
+    from PIL import Image
+
+    from pipelines.core.media import write_wav
+
+    (tmp_path / "notes.jpg").write_text("not an image")
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(tmp_path / "black.png")
+    long = write_wav(tmp_path / "long.wav", np.full(8000 * 600, 0.1, np.float32), 8000)
+    return {
+        "no script": dict(script="   "),
+        "no consent": dict(consent=False),
+        "expression": dict(expression=3.0),
+        "fps": dict(fps=5),
+        "size": dict(output_size="poster"),
+        "not a photo": dict(photo=tmp_path / "notes.jpg"),
+        "no face": dict(photo=tmp_path / "black.png"),
+        "too long": dict(script="", audio=str(long)),
+    }
+
+
+def test_what_the_classic_engine_refuses_musetalk_refuses_the_same_way(models_root, tmp_path):
+    """One set of checks before any engine runs: the same error, word for word, and MuseTalk never loaded."""
+    studio = make_runtime(models_root)
+    for case, bad in _bad_inputs(tmp_path).items():
+        args = {"photo": PHOTO, "script": "Hello.", **bad}
+        refused = {}
+        for engine in ("classic", "musetalk"):
+            with pytest.raises(UserError) as info:
+                twin.create_twin_video(engine=engine, runtime=studio, out=tmp_path / f"{engine}.mp4", **args)
+            refused[engine] = (info.value.message, info.value.zh)
+        assert refused["classic"] == refused["musetalk"], case
+    assert not any(info.key.startswith("twin:musetalk") for info in studio.cache.loaded())
+    assert not (tmp_path / "musetalk.mp4").exists()
+
+
+def test_pickled_code_in_the_vae_or_whisper_files_is_refused_and_never_runs(tmp_path):
+    """MuseTalk's own download script fetches the VAE and Whisper as pickled .bin files: they are read
+    with weights_only=True too, and a file that would run code is refused with its part named."""
+    marker = tmp_path / "code-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for part, file_name, named in (("sd-vae", "diffusion_pytorch_model.bin", "VAE"),
+                                   ("whisper", "pytorch_model.bin", "Whisper encoder")):
+        folder = build_tiny_musetalk(tmp_path / part, bin_weights=True)
+        state = torch.load(folder / part / file_name, weights_only=True)
+        state["extra"] = RunsCode()
+        torch.save(state, folder / part / file_name)
+        with pytest.raises(ModelLoadError, match="refused for safety") as info:
+            mm.load_musetalk(mm.local_files(folder))
+        assert named in info.value.message and "open" in info.value.message and "拒绝" in info.value.zh
+        assert "\n" not in info.value.message  # one readable line, not torch's whole explanation
+    assert not marker.exists()
+
+
+def test_a_half_installed_folder_is_not_offered_as_runnable(release_copy):
+    """The twin tab lists an incomplete models/twin/musetalk/ as not runnable, saying what is missing."""
+    root, folder = release_copy
+    (folder / "whisper" / "preprocessor_config.json").unlink()
+    spec = make_runtime(root).catalog.get("twin", "musetalk")
+    state = availability(spec, check_network=False)
+    assert not state.ok and "whisper/preprocessor_config.json" in state.reason
+    assert "whisper/preprocessor_config.json" in state.reason_zh and "缺少" in state.reason_zh
+
+
+def test_the_offline_hub_entry_names_its_own_folder(tmp_path):
+    spec = make_runtime(tmp_path).catalog.get("twin", "musetalk")
+    state = availability(spec, check_network=False)
+    assert not state.ok and "models/twin/musetalk/" in state.reason and "models/twin/musetalk/" in state.reason_zh
+
+
+@pytest.mark.parametrize("lang, reason", [("en", "put it in models/twin/musetalk/"), ("zh", "请放入 models/twin/musetalk/")])
+def test_the_engine_choice_lists_musetalk_last_with_its_reason(tmp_path, lang, reason):
+    """What the twin tab's Engine dropdown offers with no MuseTalk installed, in each language (the
+    browser test checks that such an entry is greyed)."""
+    from aigc_ui import twin_tab
+    from tests.test_ui_handlers import make_context
+
+    ctx = make_context(tmp_path, Catalog(tmp_path / "models"))
+    choices = twin_tab.engine_choices(ctx, lang)
+    assert choices[0] == ("classic", "classic")
+    label, value = next(c for c in choices if c[1] == "musetalk")
+    assert label.startswith("musetalk" + twin_tab.CANNOT_RUN_SEPARATOR) and reason in label
+    installed = make_context(tmp_path / "installed", Catalog(tmp_path / "installed" / "models"))
+    build_tiny_musetalk(tmp_path / "installed" / "models" / "twin" / "musetalk")
+    assert ("musetalk", "musetalk") in twin_tab.engine_choices(installed, lang)  # installed: its bare name
+
+
+HUB_LOAD = """
+import json, sys
+from pathlib import Path
+from pipelines.core.cache import ModelCache
+from pipelines.core.catalog import Catalog, availability, hub_reachable
+from pipelines.core.runtime import Runtime
+from pipelines.twin.engines import load_engine
+
+root = Path(sys.argv[1])
+runtime = Runtime(cache=ModelCache(budget_bytes=2**31), catalog=Catalog(root / "models"), outputs_dir=root / "out",
+                  device_preference="cpu")
+spec = runtime.catalog.get("twin", "musetalk")
+state = availability(spec)
+key, loader, _ = load_engine("musetalk", runtime)
+model = runtime.cache.get(key, loader).model
+print(json.dumps({"source": spec.source_kind + ":" + spec.source, "ok": state.ok, "reason": state.reason,
+                  "online": hub_reachable(), "unet": type(model.unet).__name__, "vae": type(model.vae).__name__,
+                  "in_channels": model.unet.config.in_channels}))
+"""
+
+
+@pytest.mark.slow
+def test_the_hub_id_downloads_when_online_then_loads_offline_from_the_hub_cache(models_root, tmp_path):
+    """No models/twin/musetalk/: the catalog's hub entry fetches the UNet's two files from
+    TMElyralab/MuseTalk and loads the VAE and Whisper by their hub ids (a local stand-in for the hub,
+    tests/fake_hub.py, reached through HF_ENDPOINT); later, offline, the same entry loads from the hub cache."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.fake_hub import FakeHub
+
+    release = models_root / "models" / "twin" / "musetalk"
+    hub = FakeHub().start()
+    try:
+        hub.add_repo("TMElyralab/MuseTalk", {f"musetalkV15/{name}": (release / "musetalkV15" / name).read_bytes()
+                                             for name in ("musetalk.json", "unet.pth")})
+        hub.add_folder("stabilityai/sd-vae-ft-mse", release / "sd-vae")
+        hub.add_folder("openai/whisper-tiny", release / "whisper")
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "PYTHONPATH": str(ROOT)}
+        env.pop("TRANSFORMERS_OFFLINE", None)
+        env.pop("HF_DATASETS_OFFLINE", None)
+
+        def load(**more):
+            done = subprocess.run([sys.executable, "-c", HUB_LOAD, str(tmp_path / "studio")], env={**env, **more},
+                                  cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        online = load()
+        assert online == {"source": "hub:TMElyralab/MuseTalk", "ok": True, "reason": "downloads on first use",
+                          "online": True, "unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "in_channels": 8}
+        fetched = [r.path for r in hub.requests if r.method == "GET"]
+        assert any(p.startswith("/TMElyralab/MuseTalk/resolve/") and p.endswith("/musetalkV15/musetalk.json")
+                   for p in fetched)
+        assert any(p.endswith("/musetalkV15/unet.pth") for p in fetched)  # through the "CDN", as LFS files go
+        assert any(r.path.startswith("/stabilityai/sd-vae-ft-mse/") for r in hub.requests)
+        assert any(r.path.startswith("/openai/whisper-tiny/") for r in hub.requests)
+    finally:
+        hub.stop()
+    offline = load(HF_HUB_OFFLINE="1")  # the hub is gone: the cache serves
+    assert offline["ok"] and not offline["online"] and offline["unet"] == "UNet2DConditionModel"

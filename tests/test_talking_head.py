@@ -172,7 +172,7 @@ def test_inverse_field_holds_where_the_skin_stretches_twofold():
     controls = np.array([(100, 80), (100, 100), (80, 100), (120, 100)], np.float32)
     fw = warp.FaceWarp(np.zeros((200, 200, 3), np.uint8), controls, region=(40, 40, 160, 160), grid_step=4)
     d = np.array([(0, 0), (0, 16), (0, 14), (0, 14)], np.float32)  # 20 px of skin becomes 36
-    map_x, map_y = fw.maps(d)
+    map_y = fw.maps(d)[..., 1]
     # the output pixel where the moved edge lands samples the edge's own source pixel
     assert map_y[116 - 40, 100 - 40] == pytest.approx(100, abs=1.0)
     assert map_y[80 - 40, 100 - 40] == pytest.approx(80, abs=1.0)
@@ -400,3 +400,56 @@ def test_posed_frames_say_where_every_landmark_went(astronaut):
     predicted_error = np.abs(measured - posed.points).mean() / face.eye_distance
     unmoved_error = np.abs(measured - face.points).mean() / face.eye_distance
     assert predicted_error < 0.6 * unmoved_error and predicted_error < 0.03
+
+
+# ---------------------------------------------------------------- frames made ahead, two at a time
+
+
+def test_frames_made_ahead_come_in_order_and_errors_reach_the_caller():
+    import threading
+    import time
+
+    def make(i):
+        time.sleep(0.002 * (i % 3))  # later items sometimes finish first
+        if i == 7:
+            raise ValueError("frame 7 failed")
+        return i * i, threading.current_thread().name
+
+    made = classic._made_ahead(make, range(7))
+    results = list(made)
+    assert [r[0] for r in results] == [i * i for i in range(7)]
+    assert len({name for _, name in results}) == 2  # two frame threads did the work
+    with pytest.raises(ValueError, match="frame 7 failed"):
+        list(classic._made_ahead(make, range(10)))
+
+
+def test_frames_made_ahead_stop_when_the_caller_stops():
+    import threading
+
+    asked = []
+
+    def make(i):
+        asked.append(i)
+        return i
+
+    made = classic._made_ahead(make, iter(range(10_000)))
+    assert [next(made) for _ in range(3)] == [0, 1, 2]
+    made.close()  # the caller stops (a Stop, an error, a closed stream)
+    assert len(asked) <= 6  # at most a few ahead, never the rest
+    assert not [t for t in threading.enumerate() if t.name.startswith("twin-frames")]
+
+
+def test_single_thread_kernels_overlap_and_restore_once_the_last_user_leaves():
+    import cv2
+
+    from pipelines.core import cpu
+
+    before = cv2.getNumThreads()
+    first, second = cpu.single_thread_kernels(), cpu.single_thread_kernels()
+    first.__enter__()
+    second.__enter__()
+    assert cv2.getNumThreads() == 1
+    first.__exit__(None, None, None)  # the first user leaves while the second still renders
+    assert cv2.getNumThreads() == 1
+    second.__exit__(None, None, None)
+    assert cv2.getNumThreads() == before

@@ -181,7 +181,9 @@ thread.start(); thread.join()
 print("worker", cpu._blas is None)
 cpu.prepare_blas_control()
 print("main", bool(cpu._blas))
-with cpu.one_blas_thread():
+with cpu.single_thread_kernels():
+    with cpu.single_thread_kernels():  # overlapping users (two frame threads)
+        pass
     print("limited", cpu._blas.info()[0]["num_threads"] if cpu._blas.info() else 1)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)

@@ -11,6 +11,10 @@ Sources:
 - ``cloud``: a paid online service used with the user's own API key (``source`` is its address); it can
   run once a key is configured (``options["key_check"]``: ``"module:function"`` answering whether one is).
 
+A model made of several parts in one folder can say what a complete copy needs:
+``options["local_check"]`` (``"module:function"``, given the folder, answering (reason, reason_zh) when
+something is missing, else None) and ``options["folder"]`` (where under ``models/`` it goes).
+
 This module only describes models; each pipeline module knows how to load its own.
 """
 from __future__ import annotations
@@ -183,7 +187,9 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
               "MIT code; weights released for any use, commercial included", languages=("*",), size_mb=3900,
               description="MuseTalk 1.5 neural lip-sync over the classic motion (UNet + sd-vae-ft-mse + Whisper "
                           "tiny). GPU recommended: runs on a CPU, but slowly. Offline: models/twin/musetalk/",
-              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny"},
+              options={"vae_repo": "stabilityai/sd-vae-ft-mse", "whisper_repo": "openai/whisper-tiny",
+                       "folder": "twin/musetalk",
+                       "local_check": "pipelines.twin.engines.musetalk_model:install_problem"},
               description_zh="MuseTalk 1.5 神经口型同步，叠加在经典引擎的动作之上（UNet + sd-vae-ft-mse + Whisper tiny）。"
                              "建议使用 GPU：CPU 上也能运行，但很慢。离线：放入 models/twin/musetalk/",
               licence_zh="MIT 代码；权重允许任何用途（包括商用）"),
@@ -302,27 +308,35 @@ def package_installed(name: str) -> bool:
         return importlib.util.find_spec(name.replace("-", "_")) is not None
 
 
-_reachable: dict[str, tuple[float, bool]] = {}  # host -> (when checked, answer)
+_reachable: dict[tuple[str, int], tuple[float, bool]] = {}  # (host, port) -> (when checked, answer)
 
 
-def host_reachable(host: str, timeout: float = 1.5) -> bool:
-    """Can we open a connection to ``host``:443? Asked at most once a minute per host."""
-    checked, ok = _reachable.get(host, (0.0, False))
+def host_reachable(host: str, timeout: float = 1.5, port: int = 443) -> bool:
+    """Can we open a connection to ``host``:``port``? Asked at most once a minute per host and port."""
+    checked, ok = _reachable.get((host, port), (0.0, False))
     if time.time() - checked > 60:
         try:
-            with socket.create_connection((host, 443), timeout=timeout):
+            with socket.create_connection((host, port), timeout=timeout):
                 ok = True
         except OSError:
             ok = False
-        _reachable[host] = (time.time(), ok)
+        _reachable[(host, port)] = (time.time(), ok)
     return ok
 
 
 def hub_reachable() -> bool:
-    """Can we reach the Hugging Face hub? HF_HUB_OFFLINE=1 means no."""
+    """Can we reach the Hugging Face hub, or the mirror ``HF_ENDPOINT`` names (where downloads go)?
+    HF_HUB_OFFLINE=1 means no."""
+    from urllib.parse import urlsplit
+
     if os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True"):
         return False
-    return host_reachable("huggingface.co")
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    except ValueError:  # a malformed port: the default hub's
+        port = 443
+    return host_reachable(endpoint.hostname or "huggingface.co", port=port)
 
 
 def in_hub_cache(repo_id: str) -> bool:
@@ -370,9 +384,13 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
         return Availability(False, f"needs a {service} API key", f"需要 {service} API 密钥")
     if spec.source_kind == "local" and not Path(spec.source).exists():
         return Availability(False, "file was removed from models/", "models/ 中的文件已被删除")
+    if spec.source_kind == "local" and spec.options.get("local_check"):
+        problem = _call_option(spec.options["local_check"], Path(spec.source))
+        if problem:
+            return Availability(False, *problem)
     if spec.source_kind == "hub" and not in_hub_cache(spec.source):
         if not check_network or not hub_reachable():
-            folder = TASK_FOLDERS[spec.task]
+            folder = spec.options.get("folder", TASK_FOLDERS[spec.task])
             return Availability(False, f"needs download; no network (put it in models/{folder}/)",
                                 f"需要下载，但没有网络（请放入 models/{folder}/）")
         return Availability(True, "downloads on first use", "首次使用时下载")
@@ -381,10 +399,15 @@ def availability(spec: ModelSpec, check_network: bool = True) -> Availability:
 
 def _key_configured(spec: ModelSpec) -> bool:
     """Ask the cloud engine's own module whether a key is configured (the catalog stays free of engine code)."""
-    module, _, function = spec.options.get("key_check", "").partition(":")
-    if not module:
+    if not spec.options.get("key_check"):
         return True
-    return bool(getattr(importlib.import_module(module), function)())
+    return bool(_call_option(spec.options["key_check"]))
+
+
+def _call_option(target: str, *args):
+    """Call ``"module:function"`` named in a spec's options (the model's own module answers)."""
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)(*args)
 
 
 # ---------------------------------------------------------------- the catalog

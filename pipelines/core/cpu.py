@@ -1,5 +1,5 @@
-"""How work shares the CPU: a lower priority for videos rendered in the background, and one BLAS thread
-for the renderer's small matrix products.
+"""How work shares the CPU: a lower priority for videos rendered in the background, and one OpenCV and one
+BLAS thread for the renderer's small operations.
 
 BLAS control goes through threadpoolctl, whose scan of the loaded libraries (``dl_iterate_phdr``) calls
 back into Python while it holds the dynamic loader's lock. Run from a worker thread while another thread
@@ -43,7 +43,39 @@ def prepare_blas_control() -> None:
                 _blas = ThreadpoolController()
 
 
-def one_blas_thread():
-    """A context in which BLAS runs on one thread (small matrix-vector products run fastest so: OpenBLAS's
-    extra threads only spin and take the core the video encoder needs); a no-op before any scan."""
-    return _blas.limit(limits=1, user_api="blas") if _blas else contextlib.nullcontext()
+_kernels_lock = threading.Lock()
+_kernels_users = 0
+_kernels_restore = None  # how to put the thread counts back, while anyone is inside
+
+
+@contextlib.contextmanager
+def single_thread_kernels():
+    """A context in which OpenCV and BLAS each run on one thread. The renderer's per-frame work is many
+    small operations, for which extra threads only spin and take the cores that the encoder and a second
+    frame thread need. Counted: the first to enter sets it and the last to leave restores it, so frame
+    threads and sessions that overlap never leave it set for everything else (BLAS: a no-op before any scan).
+    """
+    global _kernels_users, _kernels_restore
+    with _kernels_lock:
+        _kernels_users += 1
+        if _kernels_users == 1:
+            import cv2
+
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            limiter = _blas.limit(limits=1, user_api="blas") if _blas else None
+
+            def restore(threads=threads, limiter=limiter):
+                cv2.setNumThreads(threads)
+                if limiter is not None:
+                    limiter.restore_original_limits()
+
+            _kernels_restore = restore
+    try:
+        yield
+    finally:
+        with _kernels_lock:
+            _kernels_users -= 1
+            if _kernels_users == 0:
+                _kernels_restore()
+                _kernels_restore = None

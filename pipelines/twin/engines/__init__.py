@@ -80,6 +80,7 @@ class PosedFrame:
 
 class TalkingHeadEngine(ABC):
     name = "engine"
+    device = "cpu"  # where it runs, as the Models tab shows it (an engine on a GPU says which)
 
     @abstractmethod
     def animate(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[np.ndarray]:

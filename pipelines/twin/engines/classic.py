@@ -11,8 +11,9 @@ built once and reused.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from typing import Iterator
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -58,55 +59,26 @@ def frame_poses(perf: Performance, rest_gap: float) -> Iterator[FramePose]:
                         head=perf.head[i])
 
 
-def _ahead(frames: Iterator, depth: int = 1, background: bool = False) -> Iterator:
-    """Run ``frames`` in a worker thread, ``depth`` items ahead of the consumer. The worker stops when
-    the consumer stops (a Stop, an error, or the generator being closed); its errors reach the consumer.
-    ``background``: the worker runs at a lower CPU priority."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    quit_ = threading.Event()
-
-    def offer(item) -> bool:
-        """Hand one item over; False once the consumer has gone."""
-        while not quit_.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        if background:
-            lower_this_threads_priority()
-        try:
-            for item in frames:
-                if not offer(item) or quit_.is_set():  # not one more frame once the consumer has gone
-                    return
-            offer(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            offer(exc)
-
-    worker = threading.Thread(target=work, name="twin-frames", daemon=True)
-    worker.start()
+def _made_ahead(make: Callable, items: Iterable, workers: int = 2, background: bool = False) -> Iterator:
+    """``make(item)`` for each item, in order, by ``workers`` threads working ahead of the consumer (at most
+    ``workers + 1`` results held). Much of a frame's work is OpenCV and numpy, which let go of the GIL, so
+    a second frame thread takes the CPU time the encoder leaves free. The threads stop when the consumer
+    stops (a Stop, an error, the generator closed); their errors reach the consumer. ``background``: the
+    threads run at a lower CPU priority."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="twin-frames",
+                              initializer=lower_this_threads_priority if background else None)
+    pending: deque = deque()
     try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for item in items:
+            pending.append(pool.submit(make, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        quit_.set()
-        try:  # a worker waiting to hand over its next item gets it through, sees quit_ and ends now
-            items.get_nowait()  # (not at its next 0.1 s look: a live conversation closes a clip per answer)
-        except queue.Empty:
-            pass
-        worker.join(timeout=5)
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 class ClassicEngine(TalkingHeadEngine):
@@ -129,8 +101,8 @@ class ClassicEngine(TalkingHeadEngine):
     def animate_posed(self, job: AnimationJob, *, stop: StopToken | None = None) -> Iterator[PosedFrame]:
         """Like ``animate``, with every landmark's position in each frame (for engines built on top).
 
-        Frames are made one ahead in a worker thread, so that making the next frame overlaps with
-        whatever the caller does with this one (encoding it, mostly); at most two are held.
+        Frames are made ahead by two worker threads, so that making the next frames overlaps with
+        whatever the caller does with this one (encoding it, mostly); at most three are held.
         """
         opts = job.options
         if opts.start_frame is None:  # a clip of its own
@@ -140,8 +112,7 @@ class ClassicEngine(TalkingHeadEngine):
         perf = performance(job.audio, job.sample_rate, job.n_frames, opts.fps, job.timings,
                            expression=opts.expression, still=opts.still, seed=opts.seed,
                            start_frame=opts.start_frame)
-        for posed in _ahead((rig.render_posed(pose) for pose in frame_poses(perf, rig.rest_gap)),
-                            background=opts.background):
+        for posed in _made_ahead(rig.render_posed, frame_poses(perf, rig.rest_gap), background=opts.background):
             check_stop(stop)
             yield posed
 

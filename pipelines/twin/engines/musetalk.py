@@ -103,10 +103,7 @@ class HalvingBatches:
             if out_of_memory:  # past the except block, the error's frames (and their tensors) are gone
                 self.release()
                 if self.size == 1:
-                    raise UserError(
-                        "Out of GPU memory even one frame at a time. Close other programs that use the GPU, "
-                        "or choose the classic engine.",
-                        zh="即使一次只处理一帧，GPU 显存仍然不足。请关闭其他占用 GPU 的程序，或改用 classic 引擎。") from None
+                    raise out_of_memory_error("even one frame at a time", "即使一次只处理一帧，GPU 显存仍然不足")
                 self.size = max(1, self.size // 2)
                 self.halvings += 1
                 log.warning("out of GPU memory: retrying with %d frames per batch", self.size)
@@ -114,6 +111,12 @@ class HalvingBatches:
             results.extend(out)
             start += len(piece)
         return results
+
+
+def out_of_memory_error(when: str, what_happened_zh: str) -> UserError:
+    """The clear message that ends a render which does not fit in the GPU's memory."""
+    return UserError(f"Out of GPU memory {when}. Close other programs that use the GPU, or choose the classic engine.",
+                     zh=f"{what_happened_zh}。请关闭其他占用 GPU 的程序，或改用 classic 引擎。")
 
 
 def _release_memory() -> None:
@@ -130,6 +133,10 @@ class MuseTalkEngine(TalkingHeadEngine):
     def __init__(self, model: MuseTalkModel, batch_size: int | None = None):
         self.model = model
         self.batch_size = batch_size
+
+    @property
+    def device(self) -> str:
+        return self.model.device
 
     def size_bytes(self) -> int:
         return self.model.size_bytes()
@@ -153,10 +160,21 @@ class MuseTalkEngine(TalkingHeadEngine):
         model = self.model
         for notice in self.notices(job):
             log.warning(notice.en)
-        # 1. The reference: the photo's own face crop, encoded once
-        reference = model.encode(cut_crop(job.image, crop_box(job.face.points), CROP_SIZE)[None])
+        # 1. The reference: the photo's own face crop, encoded once (one image: nothing to halve, so
+        #    running out of memory here ends with the same clear message as a batch of one)
         # 2. Audio: Whisper features for the whole track; each frame reads its own window
-        features = model.audio_features(job.audio, job.sample_rate)
+        out_of_memory = False
+        try:
+            reference = model.encode(cut_crop(job.image, crop_box(job.face.points), CROP_SIZE)[None])
+            features = model.audio_features(job.audio, job.sample_rate)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled here
+            if not is_out_of_memory(exc):
+                raise
+            out_of_memory = True
+        if out_of_memory:  # outside the except block, so the failed step's tensors are already gone
+            _release_memory()
+            raise out_of_memory_error("for the reference face and the audio features",
+                                      "处理参考人脸和音频特征时 GPU 显存不足")
         starts = window_starts(job.n_frames, job.options.fps)
         batches = HalvingBatches(self.batch_size or choose_batch_size(model.device))
 

@@ -84,6 +84,15 @@ def missing_parts(folder: Path) -> list[str]:
     return missing
 
 
+def install_problem(folder: Path) -> tuple[str, str] | None:
+    """The catalog's question: why this folder cannot run yet (en, zh), or None when the layout is complete."""
+    missing = missing_parts(folder)
+    if not missing:
+        return None
+    return (f"incomplete: missing {', '.join(missing)} (see the README's MuseTalk section)",
+            f"不完整：缺少 {', '.join(missing)}（见 README 的 MuseTalk 一节）")
+
+
 def local_files(folder: Path) -> MuseTalkFiles:
     folder = Path(folder)
     missing = missing_parts(folder)
@@ -150,11 +159,10 @@ def read_unet_weights(path: Path) -> dict:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a truncated zip, random bytes, pickled code...
-        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if isinstance(exc, pickle.UnpicklingError) and code:
-            raise ModelLoadError(f"{name} holds more than plain weights ({code.group(1)}), so it was refused "
-                                 "for safety.", zh=f"{name} 含有权重以外的内容（{code.group(1)}），出于安全考虑拒绝加载。") from exc
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        code = pickled_code(exc)
+        if code:
+            raise refused_for_safety(name, code) from exc
+        first_line = _first_line(exc)
         raise ModelLoadError(f"{name} could not be read (corrupt or incomplete download?): {first_line}",
                              zh=f"无法读取 {name}（文件损坏或未下载完整？）：{first_line}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -163,6 +171,27 @@ def read_unet_weights(path: Path) -> dict:
         raise ModelLoadError(f"{name} does not hold a UNet state dict (name -> tensor).",
                              zh=f"{name} 不是 UNet 的权重字典（名称 -> 张量）。")
     return state
+
+
+def pickled_code(exc: BaseException) -> str | None:
+    """The global a ``weights_only`` load refused (pickled code, not plain weights), looking through the
+    errors that diffusers and transformers wrap around torch's; None for any other error."""
+    seen = 0
+    while exc is not None and seen < 10:
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if isinstance(exc, pickle.UnpicklingError) and code:
+            return code.group(1)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def refused_for_safety(name: str, code: str) -> ModelLoadError:
+    return ModelLoadError(f"{name} holds more than plain weights ({code}), so it was refused for safety.",
+                          zh=f"{name} 含有权重以外的内容（{code}），出于安全考虑拒绝加载。")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
 
 
 def check_weights_match(state: dict, expected: dict, file_name: str) -> None:
@@ -207,11 +236,16 @@ def build_unet(config: dict, state: dict, file_name: str):
 
 
 def _load_part(what: str, loader, source: str, local_only: bool):
+    """One of the parts loaded by ``from_pretrained`` (which reads ``*.bin`` files with ``weights_only=True``)."""
     try:
         return loader(source, local_files_only=local_only)
     except Exception as exc:  # noqa: BLE001 - from_pretrained raises many kinds of errors
-        raise ModelLoadError(f"Could not load MuseTalk's {what} from {source}: {exc}",
-                             zh=f"无法从 {source} 加载 MuseTalk 的 {what}：{exc}") from exc
+        code = pickled_code(exc)
+        if code:
+            raise refused_for_safety(f"MuseTalk's {what} ({source})", code) from exc
+        first_line = _first_line(exc)
+        raise ModelLoadError(f"Could not load MuseTalk's {what} from {source}: {first_line}",
+                             zh=f"无法从 {source} 加载 MuseTalk 的 {what}：{first_line}") from exc
 
 
 def load_musetalk(files: MuseTalkFiles, device: str = "cpu", dtype: Any = None) -> "MuseTalkModel":

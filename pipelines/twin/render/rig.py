@@ -101,8 +101,8 @@ class FaceRig:
         self.inner_lower_rows = np.array([rows[p] for p in INNER_LOWER], np.int64)
         self.mouth_weights = self.lips.weights(mouth_idx)
         self.eye_weights = self.eyes.weights(eye_idx)
-        self.skull_xy = pts[SKULL_POINTS]
         self.skull_z = depth[SKULL_POINTS]
+        self.skull_affine = self.head.affine_fit(pts[SKULL_POINTS])
         # Still background: pinned points just outside the person, a plate behind the outline
         region_rgb = self.image[ry0:ry1, rx0:rx1]
         self.background = None
@@ -197,15 +197,8 @@ class FaceRig:
 
     def render_posed(self, pose: FramePose | None = None) -> PosedFrame:
         """The whole frame with the face posed as asked, and every landmark's position in it."""
-        import cv2
-
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # per-frame work is small: extra threads only fight the encoder for the cores
-        try:
-            with cpu.one_blas_thread():
-                return self._render_posed(pose or FramePose())
-        finally:
-            cv2.setNumThreads(threads)
+        with cpu.single_thread_kernels():  # per-frame work is small: extra threads only fight for the cores
+            return self._render_posed(pose or FramePose())
 
     def _render_posed(self, pose: FramePose) -> PosedFrame:
         import cv2
@@ -217,24 +210,23 @@ class FaceRig:
             return PosedFrame(frame, self.pts.copy())
         rx0, ry0, rx1, ry1 = self.region
         moved = self.controls + d
-        map_x, map_y = self.warp.maps(d, self._overlay_weights(moved))
-        self._neck_stays(map_x, map_y, moved)
+        map_xy = self.warp.maps(d, self._overlay_weights(moved))
+        self._neck_stays(map_xy, moved)
         if pose.blink > 0.01 or glance:
-            self._eyes(map_x, map_y, moved, pose.blink, pose.gaze if glance else None)
-        region = cv2.remap(self.warp_source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+            self._eyes(map_xy, moved, pose.blink, pose.gaze if glance else None)
+        region = cv2.remap(self.warp_source, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         if self.background is not None:
-            self.background.composite(region, map_x - rx0, map_y - ry0)
+            self.background.composite(region, map_xy, (rx0, ry0))
         frame[ry0:ry1, rx0:rx1] = region
         jaw_px, _, _ = self.lips.lip_split(pose.mouth)
-        affine = self.head.affine(self.skull_xy, self.skull_z, pose.head)
+        affine = self.skull_affine(self.skull_z, pose.head)
         self.interior.render(frame, moved[self.inner_upper_rows], moved[self.inner_lower_rows], affine,
                              jaw_px * 0.95, pose.mouth.tongue)
         points = self.pts + self.point_matrix @ d
         return PosedFrame(frame, points.astype(np.float32))
 
-    def _eyes(self, map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray, closure: float,
-              gaze: np.ndarray | None) -> None:
-        """Compose each eye's lid slide and glance (defined on the photo) onto the maps, in place."""
+    def _eyes(self, map_xy: np.ndarray, moved: np.ndarray, closure: float, gaze: np.ndarray | None) -> None:
+        """Compose each eye's lid slide and glance (defined on the photo) onto the map, in place."""
         import cv2
 
         rx0, ry0, rx1, ry1 = self.region
@@ -247,8 +239,8 @@ class FaceRig:
             ox1, oy1 = min(int(bx1 + shift[0]) + pad + 1, rx1), min(int(by1 + shift[1]) + pad + 1, ry1)
             if ox1 <= ox0 or oy1 <= oy0:
                 continue
-            sub_x = map_x[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0]
-            sub_y = map_y[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0]
+            sub_x = map_xy[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0, 0]
+            sub_y = map_xy[oy0 - ry0: oy1 - ry0, ox0 - rx0: ox1 - rx0, 1]
             if closure > 0.01:  # first the lid: where it covers the eye, the lid's own skin shows
                 sub_y += cv2.remap(blink.field(closure), sub_x - bx0, sub_y - by0, cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -258,7 +250,7 @@ class FaceRig:
                 sub_x += g[..., 0]
                 sub_y += g[..., 1]
 
-    def _neck_stays(self, map_x: np.ndarray, map_y: np.ndarray, moved: np.ndarray) -> None:
+    def _neck_stays(self, map_xy: np.ndarray, moved: np.ndarray) -> None:
         """Below the jaw's outline the neck does not move: the chin slides over it, in place."""
         rx0, ry0, rx1, ry1 = self.region
         line = moved[self.jaw_line_rows]
@@ -273,10 +265,10 @@ class FaceRig:
         # fade out toward the jaw's corners (under the ears), where head and neck meet more gently
         ends = _smooth01(np.minimum(xs - line[:, 0].min(), line[:, 0].max() - xs) / (0.25 * self.s))
         weight = (_smooth01((ys - edge[None, :]) / 2.0 + 0.5) * ends[None, :]).astype(np.float32)
-        bx = map_x[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0]
-        by = map_y[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0]
-        bx += weight * (self.warp.base_x[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0] - bx)
-        by += weight * (self.warp.base_y[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0] - by)
+        box = map_xy[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0]
+        back = self.warp.base_xy[y0 - ry0: y1 - ry0, x0 - rx0: x1 - rx0] - box
+        back *= weight[..., None]
+        box += back
 
     def _overlay_weights(self, moved: np.ndarray) -> dict[str, np.ndarray]:
         """Where the lower-lip overlay shows in this frame: below the line between the lips; soft beyond

@@ -148,21 +148,23 @@ class FaceWarp:
         self.overlays: dict[str, Field] = {}
         self.size = (x1 - x0, y1 - y0)
         xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        self.base_x, self.base_y = xs, ys
+        self.base_xy = np.dstack([xs, ys])
         # motion fades to nothing over the last few pixels of the region: it pastes back exactly
         ramp = lambda n: np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / 4.0, 0, 1)  # noqa: E731
-        self.damp = (ramp(y1 - y0)[:, None] * ramp(x1 - x0)[None, :]).astype(np.float32)
+        self._set_damp((ramp(y1 - y0)[:, None] * ramp(x1 - x0)[None, :]).astype(np.float32))
+
+    def _set_damp(self, damp: np.ndarray) -> None:
+        self.damp = damp
+        self.damp_xy = np.ascontiguousarray(np.repeat(damp[..., None], 2, axis=2))  # both channels: one product
 
     def hold_still(self, still: np.ndarray) -> None:
         """Mark region pixels (a bool mask, region-sized) that never move, such as the background."""
-        self.damp = np.where(still, 0.0, self.damp).astype(np.float32)
+        self._set_damp(np.where(still, 0.0, self.damp).astype(np.float32))
 
     def add_overlay(self, name: str, rows: np.ndarray, box: tuple[int, int, int, int], grid_step: int,
-                    anchors: np.ndarray | None = None, feather: float | None = None,
-                    separate: bool = False) -> tuple[int, int, int, int] | None:
+                    anchors: np.ndarray | None = None, feather: float | None = None) -> tuple[int, int, int, int] | None:
         """A field for one body, used where the caller's weight says so (or everywhere in its box, fading
-        out over ``feather`` of the box's size at its edges). The box is clipped to the region. A
-        ``separate`` field is not blended into the maps: the caller samples its own picture with it."""
+        out over ``feather`` of the box's size at its edges). The box is clipped to the region."""
         x0, y0, x1, y1 = self.region
         bx0, by0, bx1, by1 = (int(v) for v in box)
         bx0, by0, bx1, by1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
@@ -174,7 +176,6 @@ class FaceWarp:
         field = Field(self.controls[: self.n_moving], rows, fixed, (bx0, by0, bx1, by1), grid_step,
                       spline=self.main.spline if same else None)
         field.weight = None
-        field.separate = separate
         if feather:
             def ramp(n: int) -> np.ndarray:
                 t = np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / max(feather * n, 1.0)
@@ -185,44 +186,40 @@ class FaceWarp:
         self.overlays[name] = field
         return bx0, by0, bx1, by1
 
-    def maps(self, displacement: np.ndarray,
-             weights: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Dense sampling maps (absolute source coordinates) for the region, for ``cv2.remap``.
+    def maps(self, displacement: np.ndarray, weights: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Dense sampling map (absolute source coordinates, (h, w, 2) float32) for the region, for
+        ``cv2.remap`` (as its one two-channel map).
 
         ``weights[name]``: 0..1 over that overlay's box, how much its field replaces the main one.
         """
+        import cv2
+
         d = displacement.astype(np.float32)
         dense = self.main.dense(d)
         weights = weights or {}
-        for name, field in self.overlays.items():  # in the order they were added
-            if field.separate:
-                continue
-            weight = weights.get(name, field.weight)
-            if weight is None or not weight.any():
-                continue
-            bx0, by0, bx1, by1 = field.box
-            rx0, ry0 = self.region[:2]
-            part = dense[by0 - ry0: by1 - ry0, bx0 - rx0: bx1 - rx0]
-            part += weight[..., None] * (field.dense(d) - part)
-        import cv2
-
-        dx, dy = cv2.split(dense)
-        return cv2.subtract(self.base_x, cv2.multiply(dx, self.damp)), cv2.subtract(self.base_y, cv2.multiply(dy, self.damp))
-
-    def overlay_maps(self, name: str, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sampling maps over one overlay's box (absolute source coordinates)."""
-        field = self.overlays[name]
-        bx0, by0, bx1, by1 = field.box
         rx0, ry0 = self.region[:2]
-        dense = field.dense(displacement.astype(np.float32))
-        return (self.base_x[by0 - ry0: by1 - ry0, bx0 - rx0: bx1 - rx0] - dense[..., 0],
-                self.base_y[by0 - ry0: by1 - ry0, bx0 - rx0: bx1 - rx0] - dense[..., 1])
+        for name, field in self.overlays.items():  # in the order they were added
+            weight = weights.get(name, field.weight)
+            if weight is None:
+                continue
+            rows = np.flatnonzero(weight.max(axis=1) > 0)  # only the rows the overlay shows in
+            if not len(rows):
+                continue
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            bx0, by0, bx1, by1 = field.box
+            part = dense[by0 - ry0 + r0: by0 - ry0 + r1, bx0 - rx0: bx1 - rx0]
+            over = field.dense(d)[r0:r1]
+            over -= part
+            over *= weight[r0:r1, :, None]
+            part += over
+        # motion fades to nothing at the region's edge and over the still background
+        return cv2.subtract(self.base_xy, cv2.multiply(dense, self.damp_xy))
 
     def warp(self, displacement: np.ndarray, source: np.ndarray | None = None,
              weights: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """The warped region (H x W x C), given (n_moving, 2) control displacements in pixels."""
         import cv2
 
-        map_x, map_y = self.maps(displacement, weights)
         src = self.image if source is None else source
-        return cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        return cv2.remap(src, self.maps(displacement, weights), None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT101)
