@@ -11,7 +11,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from api import did as did_api
-from pipelines.core import cpu, owners
+from pipelines.core import cpu, media, owners
 from pipelines.core.cache import ModelCache
 from pipelines.core.outputs import remove_partial_files
 from pipelines.core.runtime import Runtime
@@ -47,6 +47,7 @@ CSS = (ASSETS_DIR / "studio.css").read_text(encoding="utf-8") if (ASSETS_DIR / "
 def build_app(config: AppConfig, cache: ModelCache | None = None) -> gr.Blocks:
     config.ensure_dirs()
     cpu.prepare_blas_control()  # now, in the main thread: never from a worker thread (see pipelines/core/cpu.py)
+    media.bundled_ffmpeg_first_on_path()  # Gradio's streaming runs `ffmpeg` per segment: the quick-starting one
     # Requests name models by catalog name only (strict): never a path or a hub id
     ctx = StudioContext(config=config, runtime=Runtime.from_config(config, cache, strict=True))
     prepare_outputs(ctx)

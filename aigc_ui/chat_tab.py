@@ -36,6 +36,7 @@ from pipelines.core.notices import Notice
 from pipelines.twin import profiles
 
 from .common import StudioContext, TabHandles, bind, friendly_errors, language_of
+from .live_video import LiveVideo
 from .i18n import add_strings, say, t
 
 log = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ def start_conversation(desk: ChatDesk, photo, voice, persona, language, mode, re
                                              persona=persona or ""), config,
                                     desk.studio.runtime_for(request))  # recordings go to this person's folder
         segments = SegmentStream(config.fps, config.sample_rate, first_answer_frames=config.first_answer_frames,
-                                 on_sent=conversation.segment_sent, hold=conversation.thinking)
+                                 on_sent=conversation.segment_sent)
         new = LiveChat(conversation, segments, session, browser, mode or "hands_free")
         desk.seats.settle(session, new)  # the microphone finds it while it loads ("say that again in a moment")
         conversation.start()
@@ -393,7 +394,9 @@ def converse(desk: ChatDesk, live: LiveChat | None, request: gr.Request):
         version = conversation.transcript_version
         transcript = transcript_messages(conversation, lang) if version != shown_version else gr.skip()
         shown_version = version
+        LiveVideo.expect(segment, live.segments.sample_rate)
         yield str(segment.path), transcript, status_text(live, lang)
+        LiveVideo.forget(segment)  # already taken, unless the stream ended meanwhile
         live.segments.sent(segment)  # the generator resumes once Gradio has sent the segment out
     if live.moved:
         gr.Warning(say("chat.took_over", lang), duration=20)
@@ -559,7 +562,7 @@ def build_tab(ctx: StudioContext) -> TabHandles:
                 end = gr.Button(t("chat.end"), variant="stop")
             status = gr.Markdown(elem_id="chat-status")
         with gr.Column(scale=3):
-            video = gr.Video(label=t("chat.video"), streaming=True, autoplay=True, interactive=False,
+            video = LiveVideo(label=t("chat.video"), streaming=True, autoplay=True, interactive=False,
                              elem_id="chat-video", height=420)
             mic = gr.Audio(label=t("chat.mic"), sources=["microphone"], streaming=True, type="numpy",
                            elem_id="chat-mic")

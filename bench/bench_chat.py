@@ -3,7 +3,9 @@
 A conversation with the bundled models (Whisper tiny.en, SmolLM2, Piper joe, the classic engine) hears
 12 different spoken questions (Piper's voice, fed in 20 ms pieces in real time, as a microphone would),
 one after another. The twin's segments go out exactly as the studio sends them: through Gradio's own
-streaming ``gr.Video.stream_output`` (probe, AAC, MPEG-TS mux), in this process.
+streaming (the tab's ``LiveVideo``, a ``gr.Video`` told each segment's length and sound instead of
+probing it; AAC, MPEG-TS mux), with the bundled ffmpeg first on the PATH as at the studio's start, in
+this process.
 
 - Latency, per turn, from the end of the user's speech (the moment the last voiced audio arrived):
   VAD end, ASR done, first token, first sentence, first speech, first frame rendered, first segment
@@ -36,6 +38,7 @@ from pipelines.chat.media import SegmentStream
 from pipelines.chat.sentences import SentenceSplitter
 from pipelines.core.cache import ModelCache
 from pipelines.core.catalog import Catalog
+from pipelines.core.media import bundled_ffmpeg_first_on_path
 from pipelines.core.runtime import Runtime
 from pipelines.core.settings import ASSETS_DIR
 
@@ -50,12 +53,13 @@ PIECE_S = 0.02  # microphone pieces: 20 ms, as a WebRTC stream would deliver the
 
 
 class GradioSender:
-    """Sends each segment the way the studio does: gr.Video(streaming=True).stream_output, one after another."""
+    """Sends each segment the way the studio does: the tab's LiveVideo(streaming=True).stream_output, one
+    after another."""
 
     def __init__(self, segments: SegmentStream):
-        import gradio as gr
+        from aigc_ui.live_video import LiveVideo
 
-        self.segments, self.video = segments, gr.Video(streaming=True)
+        self.segments, self.video = segments, LiveVideo(streaming=True)
         self.sent: list = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -67,6 +71,7 @@ class GradioSender:
             segment = await asyncio.to_thread(self.segments.next, 0.5)
             if segment is None:
                 continue
+            self.video.expect(segment, self.segments.sample_rate)
             await self.video.stream_output(str(segment.path), "bench-chat", first)
             first = False
             self.segments.sent(segment)
@@ -134,6 +139,7 @@ def reference(conversation: Conversation, runtime: Runtime, text: str, audio: np
 
 
 def run() -> dict:
+    bundled_ffmpeg_first_on_path()  # as build_app does when the studio starts
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
         runtime = Runtime(cache=ModelCache(budget_bytes=4 * 2**30), catalog=Catalog(Path(tmp) / "models"),
@@ -142,7 +148,7 @@ def run() -> dict:
         config = ChatConfig()
         conversation = Conversation(ChatTwin(PHOTO, voice=VOICE, persona="a friendly astronaut"), config, runtime)
         segments = SegmentStream(config.fps, config.sample_rate, first_answer_frames=config.first_answer_frames,
-                                 on_sent=conversation.segment_sent, hold=conversation.thinking)
+                                 on_sent=conversation.segment_sent)
         sender = GradioSender(segments)  # ready before the stage starts, as the studio's page is
         conversation.start()
         frames: list[tuple[int, str, float]] = []

@@ -111,6 +111,38 @@ def test_vad_finds_the_question_and_ignores_silence_and_noise(question):
     assert detector.feed(noise) == []
 
 
+def test_vad_lets_a_comma_pause_go_on_and_starts_listening_early(runtime):
+    """A question with pauses at its commas is one utterance (the end waits 0.45 s of silence; 0.25 cuts it
+    after "Well,", and 0.35 often did), while each pause already hands over what was said so far
+    (recognition may start)."""
+    from pipelines.chat.vad import VAD_RATE, VadConfig, VoiceActivityDetector
+    from pipelines.voice.audio_dsp import resample
+    from pipelines.voice.synthesis import synthesize_speech
+
+    speech = synthesize_speech("Well, I was wondering, what is the capital of France?", voice="piper-joe-en",
+                               runtime=runtime, save=False)
+    spoken = resample(np.asarray(speech.audio, np.float32), speech.sample_rate, VAD_RATE)
+    audio = np.concatenate([np.zeros(VAD_RATE // 2, np.float32), spoken, np.zeros(VAD_RATE, np.float32)])
+
+    def events(config=None):
+        detector, out = VoiceActivityDetector(config), []
+        for i in range(0, len(audio), 320):  # 20 ms pieces, as a microphone stream
+            out += detector.feed(audio[i:i + 320])
+        return out
+
+    heard = events()
+    kinds = [e.kind for e in heard]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("end") == 1 and kinds.count("start") == 1
+    assert kinds.count("pause") >= 3  # at the two commas and at the end: recognition starts each time
+    end = heard[-1]
+    assert len(end.audio) / VAD_RATE > 0.9 * len(spoken) / VAD_RATE  # the whole question, not "Well,"
+    pause = [e for e in heard if e.kind == "pause"][-1]
+    assert pause.speech_end == end.speech_end and np.array_equal(pause.audio, end.audio)
+    assert (end.sample - end.speech_end) / VAD_RATE >= 0.45 > 0.1 > (pause.sample - pause.speech_end) / VAD_RATE
+    shorter = [e.kind for e in events(VadConfig(end_silence=0.25))]
+    assert shorter.count("end") > 1  # why the end waits: 0.25 s ends the question at a comma
+
+
 def test_vad_cuts_a_monologue_at_the_cap(question):
     from pipelines.chat.vad import VAD_RATE, VadConfig, VoiceActivityDetector
     from pipelines.voice.audio_dsp import resample
@@ -137,6 +169,12 @@ def test_sentences_come_out_as_soon_as_they_are_written():
     assert out[1] == ["The capital of France is Paris,"]  # the first piece may end at a comma after six words
     assert out[2] == ["a city of light.", "It is lovely!"]  # later ones end at sentence ends
     assert out[3] == [] and splitter.flush() == ["Do you like it?"]
+    # the first clause is spoken before its sentence ends: at a comma after four words, not fewer
+    first = SentenceSplitter()
+    assert first.feed("The largest planet is") == []
+    assert first.feed(" Jupiter, but") == ["The largest planet is Jupiter,"]
+    assert first.feed(" Saturn has rings. Bees make honey, yes. ") == ["but Saturn has rings.", "Bees make honey, yes."]
+    assert SentenceSplitter().feed("Bees make honey, but ") == []  # three words: wait for the sentence
     assert SentenceSplitter().feed("你好！我是你的数字分身。今天") == ["你好！", "我是你的数字分身。"]
 
 
@@ -539,6 +577,57 @@ def test_the_tab_starts_streams_answers_typing_and_cleans_up_when_the_tab_closes
     assert desk.seats.get("browser-tab-1") is None
     rest = list(stream)  # the stream ends by itself
     assert len(rest) == 1
+
+
+def test_the_stream_out_knows_its_segments_and_uses_the_bundled_ffmpeg(tmp_path):
+    """What LiveVideo tells Gradio about a segment, instead of running ffprobe, is what ffprobe says; the
+    segments then go out through Gradio's streaming with the bundled ffmpeg first on the PATH, sound included."""
+    import asyncio
+    import shutil
+
+    import gradio as gr
+
+    from aigc_ui.live_video import LiveVideo
+    from pipelines.chat.media import AvFrame, SegmentStream
+    from pipelines.core.media import bundled_ffmpeg_first_on_path, ffmpeg_exe
+
+    bundled_ffmpeg_first_on_path()
+    assert Path(shutil.which("ffmpeg")).resolve() == Path(ffmpeg_exe()).resolve()
+    (tmp_path / "segments").mkdir()
+    segments = SegmentStream(25, 22050, first_answer_frames=6, folder=tmp_path / "segments")
+    image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8)
+    tone = 0.2 * np.sin(np.arange(882) / 882 * 2 * np.pi * 10).astype(np.float32)
+    kinds = ["idle"] * 25 + ["idle"] * 25 + ["idle"] * 10 + ["answer"] * 6 + ["answer"] * 25
+    for k, kind in enumerate(kinds):  # idle (sound), idle (silent), idle + the answer's first frames, answer
+        segments(AvFrame(k, image, tone if kind == "answer" else np.zeros(882, np.float32), kind,
+                         1 if kind == "answer" else None))
+    video = LiveVideo(streaming=True)
+    assert video.get_block_name() == "video"  # the page draws it with gr.Video's own frontend
+    sent = []
+
+    async def send_all():
+        for number in range(4):
+            segment = segments.next(timeout=30)
+            LiveVideo.expect(segment, segments.sample_rate)
+            assert LiveVideo._expected[str(segment.path)] == gr.Video.probe_chunk(str(segment.path))
+            chunk, _ = await video.stream_output(str(segment.path), "test-chat-stream", number == 0)
+            assert str(segment.path) not in LiveVideo._expected  # taken by Gradio instead of probing
+            sent.append((segment, chunk))
+        video.end_stream_output("test-chat-stream")
+
+    try:
+        asyncio.run(send_all())
+    finally:
+        segments.close()
+    assert [(s.frames, s.has_audio) for s, _ in sent] == [(25, True), (25, False), (16, True), (25, True)]
+    for segment, chunk in sent:
+        assert chunk["extension"] == ".ts" and chunk["data"][:1] == b"\x47"  # MPEG-TS
+        assert abs(chunk["duration"] - segment.seconds) < 0.05
+    answer = tmp_path / "answer.ts"
+    answer.write_bytes(sent[2][1]["data"] + sent[3][1]["data"])
+    decoded = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(answer), "-f", "s16le", "-ac", "1", "-"],
+                             capture_output=True, check=True).stdout
+    assert np.abs(np.frombuffer(decoded, np.int16)).max() > 3000  # the answer's sound went out with its frames
 
 
 # ---------------------------------------------------------------- a real browser

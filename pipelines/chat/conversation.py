@@ -70,7 +70,7 @@ class ChatConfig:
     provenance: bool = True  # an invisible watermark in every frame shown; recordings: in their sound too, signed
     vad: VadConfig = field(default_factory=VadConfig)
     lead_seconds: float = 0.12  # how far the stage may run ahead of the clock
-    first_answer_frames: int = 6  # sent at once when an answer starts (a short first segment)
+    first_answer_frames: int = 3  # sent at once when an answer starts (a short first segment)
     pause_after_sentence: float = 0.12  # seconds of silence between spoken sentences
 
 
@@ -191,6 +191,7 @@ class Conversation:
         self._notice_cursor = 0
         self._lock = threading.RLock()
         self._closed = threading.Event()
+        self._wake = threading.Event()  # the stage, waiting for a frame's moment, has sound to show (or must stop)
         self._ready = threading.Event()
         self._sinks: list[Callable[[AvFrame], None]] = []
         self._questions: queue.Queue = queue.Queue()
@@ -281,11 +282,6 @@ class Conversation:
         synthesize_speech("Hello.", voice=self.twin.voice, runtime=self.runtime, save=False)
         _to_16k(np.zeros(480, np.float32), 48_000)  # imports the resampler (scipy) now, not mid-turn
 
-    def thinking(self) -> bool:
-        """A question is being answered and none of the answer is on screen yet."""
-        turn = self._current
-        return turn is not None and turn.timings.first_frame is None and not turn.stop.stopped
-
     @property
     def ready(self) -> bool:
         return self._ready.is_set() and not self._closed.is_set()
@@ -299,6 +295,7 @@ class Conversation:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake.set()
         self.status = "closed"
         with self._lock:
             if self._current is not None:
@@ -446,6 +443,8 @@ class Conversation:
         now = time.perf_counter()
         if event.kind == "pause":
             if self.asr_model is not None and not self._closed.is_set():
+                if self._early is not None:
+                    self._early[1].cancel()  # the speaker went on after that pause: not needed if not begun
                 self._early = (event.speech_end, self._ears.submit(self._recognise, event.audio, None))
             return
         if event.kind == "start":
@@ -461,6 +460,8 @@ class Conversation:
         if event.kind == "cut":
             self._notify(self._cut_notice())
         early = self._early[1] if self._early and self._early[0] == event.speech_end else None
+        if self._early is not None and early is None:
+            self._early[1].cancel()  # heard up to an earlier pause only
         self._early = None
         self._questions.put(_Question(audio=event.audio, speech_end=self._arrival_of(event.speech_end), vad_end=now,
                                       cut=event.kind == "cut", early=early))
@@ -636,6 +637,7 @@ class Conversation:
     def _queue_speech(self, speech: _Speech) -> None:
         with self._lock:
             self._speech.append(speech)
+        self._wake.set()
 
     # ================================================================== the stage thread: the face, in real time
     def _stage_loop(self) -> None:
@@ -672,8 +674,13 @@ class Conversation:
             # 2. Keep time: a frame is made no earlier than its moment minus the lead
             if k >= burst_until:
                 wait = started + k / fps - cfg.lead_seconds - time.perf_counter()
-                if wait > 0 and self._closed.wait(wait):
-                    break
+                if wait > 0:
+                    woken = self._wake.wait(wait)
+                    self._wake.clear()
+                    if self._closed.is_set():
+                        break
+                    if woken:
+                        continue  # an answer's sound arrived: it starts at this frame, not after it
             # 3. The frame and its slice of sound
             image = next(clip.frames)
             a, b = self._sample_span(clip.first, clip.shown)

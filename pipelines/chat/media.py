@@ -2,8 +2,8 @@
 and the recording of the whole conversation as one MP4.
 
 - :class:`SegmentStream` is a frame sink: it groups the frames (each with its slice of audio) into
-  segments of about a second (idle ones wait while the twin is thinking), cut early right after an
-  answer's first few frames so that the answer leaves as soon as it exists, and encodes them on its own
+  segments of a second, cut early right after an answer's first few frames so that the answer leaves
+  as soon as it exists, and encodes them on its own
   thread as they come (H.264 + PCM in an MP4, what Gradio's streaming ``gr.Video`` takes). The consumer
   calls :meth:`SegmentStream.next` and, once a segment has gone out, :meth:`SegmentStream.sent`.
 - :class:`ConversationRecorder` is a frame sink too: frames go through ``Mp4Writer`` and the sound to a
@@ -66,18 +66,16 @@ class SegmentStream:
     soon as its frames exist.
     """
 
-    def __init__(self, fps: int, sample_rate: int, *, segment_seconds: float = 1.0, first_answer_frames: int = 6,
-                 folder: Path | None = None, on_sent: Callable[[Segment], None] | None = None,
-                 hold: Callable[[], bool] | None = None):
+    def __init__(self, fps: int, sample_rate: int, *, segment_seconds: float = 1.0, first_answer_frames: int = 3,
+                 folder: Path | None = None, on_sent: Callable[[Segment], None] | None = None):
         self.fps, self.sample_rate = fps, sample_rate
         self.segment_frames = max(1, round(segment_seconds * fps))
         self.first_answer_frames = first_answer_frames
         self.folder = Path(folder or tempfile.mkdtemp(prefix="aigc-chat-segments-"))
         self.on_sent = on_sent
-        # While ``hold()`` (the twin is thinking) idle frames wait, up to two segments' worth, so that the
-        # answer's first frames leave in the same segment instead of queueing behind an idle one, and the
-        # cores are left to speech recognition, the model and the voice.
-        self.hold = hold or (lambda: False)
+        # Idle segments are never held back while the twin thinks: a segment held even half a second longer
+        # is late for a player with a second of buffer. (Sending one costs ~0.05 s, so an answer rarely
+        # waits behind one.)
         self._frames: list[AvFrame] = []
         self._new_turns: set[int] = set()  # turns that start in the segment being filled
         self._seen_turns: set[int] = set()
@@ -101,8 +99,7 @@ class SegmentStream:
         answer_frames = sum(1 for f in self._frames if f.kind == "answer" and f.turn in self._new_turns)
         if self._new_turns and answer_frames >= self.first_answer_frames:
             self._close_segment()
-        elif len(self._frames) >= self.segment_frames and (len(self._frames) >= 2 * self.segment_frames
-                                                           or not self.hold()):
+        elif len(self._frames) >= self.segment_frames:
             self._close_segment()
 
     def _close_segment(self) -> None:

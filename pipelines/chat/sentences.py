@@ -1,8 +1,9 @@
 """Streamed text -> sentences to speak, as soon as each is complete (the voice starts on the first
 sentence while the model is still writing the second).
 
-What it does: splits at sentence ends (. ! ? and Chinese 。！？), lets the very first piece end at a
-comma once it holds a few words (the first sound comes sooner), and drops what should not be read
+What it does: splits at sentence ends (. ! ? and Chinese 。！？；), lets the very first piece end at a
+comma, semicolon or colon once it holds four words or eight Chinese characters (the first sound comes
+sooner, and a clause still ends where a speaker would pause: never mid-phrase), and drops what should not be read
 aloud (markdown marks, a "Assistant:" prefix). What it does not: fix grammar or translate.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def speakable(text: str) -> str:
 class SentenceSplitter:
     """``feed(piece)`` -> the sentences completed by it; ``flush()`` -> what is left at the end."""
 
-    def __init__(self, first_clause_words: int = 6):
+    def __init__(self, first_clause_words: int = 4):
         self.first_clause_words = first_clause_words
         self._buffer = ""
         self._given = 0  # sentences handed out so far

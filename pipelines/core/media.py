@@ -3,11 +3,14 @@
 What it does: the one audio loader (any file ffmpeg reads -> mono float32, too-long files refused
 from their header before decoding); the one MP4 writer (RGB frames streamed into H.264 yuv420p + AAC
 as they are made, so memory does not grow with the clip's length); reads back what a video holds
-(codecs, pixel format, frame count, audio length) for tests and benchmarks.
+(codecs, pixel format, frame count, audio length) for tests and benchmarks; puts the bundled ffmpeg
+first on the PATH for libraries that call ``ffmpeg`` by name (Gradio's streaming).
 What it does not: edit or cut videos, or hold a clip in memory.
 """
 from __future__ import annotations
 
+import atexit
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +28,33 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_path_folder: str | None = None
+
+
+def bundled_ffmpeg_first_on_path() -> None:
+    """Make ``ffmpeg`` on the PATH the bundled one, for this process (and what it starts) from now on.
+
+    Gradio's streaming runs ``ffmpeg`` by name two or three times per streamed segment. Debian's ffmpeg
+    loads about 200 shared libraries and takes about 0.1 s to start, imageio-ffmpeg's static build about
+    0.01 s (a full build: the same encoders and muxers, newer). The live conversation sends a segment every
+    second and waits for the first one, so that start-up is latency. ``ffprobe`` stays the system's (none
+    is bundled). Idempotent; nothing happens if the bundled binary is missing."""
+    global _path_folder
+    if _path_folder is not None:
+        return
+    try:
+        exe = Path(ffmpeg_exe())
+    except Exception:  # noqa: BLE001 - imageio-ffmpeg missing or without a binary: keep the system's
+        return
+    if not exe.is_file():
+        return
+    folder = tempfile.mkdtemp(prefix="aigc-ffmpeg-")
+    (Path(folder) / "ffmpeg").symlink_to(exe)
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+    _path_folder = folder
 
 
 # ---------------------------------------------------------------- audio
