@@ -176,6 +176,14 @@ def test_sentences_come_out_as_soon_as_they_are_written():
     assert first.feed(" Saturn has rings. Bees make honey, yes. ") == ["but Saturn has rings.", "Bees make honey, yes."]
     assert SentenceSplitter().feed("Bees make honey, but ") == []  # three words: wait for the sentence
     assert SentenceSplitter().feed("你好！我是你的数字分身。今天") == ["你好！", "我是你的数字分身。"]
+    # a long first sentence with no comma is spoken up to its first joining word (six words or more before it)
+    joined = SentenceSplitter()
+    assert joined.feed("The capital of France is Paris and") == []  # the next clause has not begun yet
+    assert joined.feed(" it is famous") == ["The capital of France is Paris"]
+    assert joined.feed(" for art. ") == ["and it is famous for art."]
+    assert SentenceSplitter().feed("I like cats and dogs a lot") == []  # three words before "and": too short
+    assert SentenceSplitter().feed("My new phone runs android software and it works") == ["My new phone runs android software"]
+    assert SentenceSplitter().feed("巴黎是法国的首都也是最大的城市因为它") == ["巴黎是法国的首都也是最大的城市"]
 
 
 def test_timeline_clips_join_without_a_jump():

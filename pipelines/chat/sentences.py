@@ -2,9 +2,10 @@
 sentence while the model is still writing the second).
 
 What it does: splits at sentence ends (. ! ? and Chinese 。！？；), lets the very first piece end at a
-comma, semicolon or colon once it holds four words or eight Chinese characters (the first sound comes
-sooner, and a clause still ends where a speaker would pause: never mid-phrase), and drops what should not be read
-aloud (markdown marks, a "Assistant:" prefix). What it does not: fix grammar or translate.
+comma, semicolon or colon once it holds four words or eight Chinese characters, or just before a joining
+word ("and", "but", "because", 但是, 因为 ...) once it holds six words or ten Chinese characters (the first
+sound comes sooner, and a clause still ends where a speaker would pause: never mid-phrase), and drops what
+should not be read aloud (markdown marks, a "Assistant:" prefix). What it does not: fix grammar or translate.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import re
 
 _END = re.compile(r"([.!?]+[\"')\]]*\s+|[。！？；]+)")  # a sentence end and the space after it
 _CLAUSE = re.compile(r"[,;:，：]\s*")
+# a joining word that a new clause starts with, with the next word begun (so "and" is not the start of "android")
+_JOIN = re.compile(r"\s+(?=(?:and|but|so|because|which|who|where|when|while|or)\s+\S)|(?=(?:但是|因为|所以|而且|并且|然后).)",
+                   re.I)
 _MARKUP = re.compile(r"[*_#`~>|]+|\[[^\]]*\]\([^)]*\)")
 _ROLE = re.compile(r"^\s*(assistant|twin|ai)\s*:\s*", re.I)
 
@@ -53,8 +57,10 @@ class SentenceSplitter:
         return []
 
     def _first_clause_end(self) -> int | None:
-        for match in _CLAUSE.finditer(self._buffer):
-            head = self._buffer[: match.start()]
-            if len(head.split()) >= self.first_clause_words or len(re.findall(r"[\u4e00-\u9fff]", head)) >= 8:
-                return match.end()
+        ends = [(match.end(), match.start(), self.first_clause_words, 8) for match in _CLAUSE.finditer(self._buffer)]
+        ends += [(match.start(), match.start(), self.first_clause_words + 2, 10) for match in _JOIN.finditer(self._buffer)]
+        for cut, head_end, words, characters in sorted(ends):
+            head = self._buffer[:head_end]
+            if len(head.split()) >= words or len(re.findall(r"[\u4e00-\u9fff]", head)) >= characters:
+                return cut
         return None
