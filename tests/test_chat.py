@@ -182,6 +182,7 @@ def test_sentences_come_out_as_soon_as_they_are_written():
     assert joined.feed(" it is famous") == ["The capital of France is Paris"]
     assert joined.feed(" for art. ") == ["and it is famous for art."]
     assert SentenceSplitter().feed("I like cats and dogs a lot") == []  # three words before "and": too short
+    assert SentenceSplitter().feed("The weather in Paris today is so lovely") == []  # "so" meaning "very"
     assert SentenceSplitter().feed("My new phone runs android software and it works") == ["My new phone runs android software"]
     assert SentenceSplitter().feed("巴黎是法国的首都也是最大的城市因为它") == ["巴黎是法国的首都也是最大的城市"]
 

@@ -13,8 +13,9 @@ import re
 
 _END = re.compile(r"([.!?]+[\"')\]]*\s+|[。！？；]+)")  # a sentence end and the space after it
 _CLAUSE = re.compile(r"[,;:，：]\s*")
-# a joining word that a new clause starts with, with the next word begun (so "and" is not the start of "android")
-_JOIN = re.compile(r"\s+(?=(?:and|but|so|because|which|who|where|when|while|or)\s+\S)|(?=(?:但是|因为|所以|而且|并且|然后).)",
+# a joining word that a new clause starts with, with the next word begun (so "and" is not the start of "android");
+# not "so", which as often means "very" ("it is so lovely")
+_JOIN = re.compile(r"\s+(?=(?:and|but|because|which|who|where|when|while|or)\s+\S)|(?=(?:但是|因为|所以|而且|并且|然后).)",
                    re.I)
 _MARKUP = re.compile(r"[*_#`~>|]+|\[[^\]]*\]\([^)]*\)")
 _ROLE = re.compile(r"^\s*(assistant|twin|ai)\s*:\s*", re.I)

@@ -213,7 +213,8 @@ class ModelCache:
         size = estimate_size(model) or max(process_rss() - rss_before, 0) or size_hint or 0
         log.info("loaded %s (%.0f MB) in %.2f s", label, size / 2**20, time.perf_counter() - started)
         # a model that chose its own device when it loaded (a twin engine) says where it runs
-        device = getattr(model, "device", device) if isinstance(getattr(model, "device", None), str) else device
+        own = getattr(model, "device", None)
+        device = own if isinstance(own, str) else device
         return _Entry(key=key, label=label, device=device, model=model, size_bytes=int(size))
 
     def _release(self, entry: _Entry) -> None:
